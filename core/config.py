@@ -1,0 +1,613 @@
+"""Settings: built-in defaults, overridden by a TOML file, overridden per key by the
+environment.
+
+The file is `platformdirs.user_config_dir("tapedeck")/config.toml`, or whatever
+`TAPEDECK_CONFIG` names. A variable `TAPEDECK_<SECTION>__<KEY>=value` overrides one key
+(`TAPEDECK_REPLAY__DAY_SECONDS=60`); its value is read as JSON when it parses as JSON
+(numbers, booleans, lists) and as plain text otherwise.
+
+Every model forbids unknown keys, so a typo is an error that suggests the right name
+instead of a setting silently ignored. Errors name where the bad value came from (the
+file or the variable), the dotted key and what was expected.
+
+This module is imported by the CLI before it parses arguments, so it must stay light:
+no pandas, textual or aiosqlite.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import os
+import re
+import textwrap
+import tomllib
+import types
+from collections.abc import Iterator, Mapping
+from datetime import date
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import annotated_types
+import platformdirs
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic.fields import FieldInfo
+
+from core.model import is_well_formed_symbol, normalize_symbol
+
+ENV_PREFIX = "TAPEDECK_"
+CONFIG_ENV = "TAPEDECK_CONFIG"
+
+DEFAULT_WATCHLISTS: dict[str, list[str]] = {
+    "Core": ["AAPL", "MSFT", "AMZN", "GOOGL", "FB", "JPM", "XOM", "JNJ", "V", "PG", "NVDA", "DIS"],
+    "Tech": ["AAPL", "MSFT", "GOOGL", "FB", "NVDA", "INTC", "CSCO", "ORCL", "IBM", "AMD", "NFLX"],
+    "Financials": ["JPM", "BAC", "WFC", "C", "GS", "MS", "V", "MA"],
+    "Energy": ["XOM", "CVX", "COP", "SLB"],
+}
+
+_PROFILE_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+_BARE_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
+_SECRET_WORDS = frozenset({"key", "secret", "token", "password", "passwd", "passphrase"})
+
+
+class ConfigError(Exception):
+    """Invalid settings; `str(err)` is one line per problem, each naming its source."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+def _ticker(value: Any) -> Any:
+    return normalize_symbol(value) if isinstance(value, str) else value
+
+
+def _check_ticker(symbol: str) -> str:
+    if not is_well_formed_symbol(symbol):
+        raise ValueError("expected a ticker symbol such as AAPL or BRK.B")
+    return symbol
+
+
+def _check_list_name(name: str) -> str:
+    if not name.strip():
+        raise ValueError("expected a non-empty watchlist name")
+    return name.strip()
+
+
+def _unique(symbols: list[str]) -> list[str]:
+    return list(dict.fromkeys(symbols))
+
+
+Ticker = Annotated[str, BeforeValidator(_ticker), AfterValidator(_check_ticker)]
+WatchlistName = Annotated[str, AfterValidator(_check_list_name)]
+SymbolList = Annotated[list[Ticker], AfterValidator(_unique)]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class FeedSettings(_Section):
+    provider: str = Field(
+        default="replay",
+        min_length=1,
+        description="Market-data provider: replay (bundled history) or sim.",
+    )
+    fallback: str = Field(
+        default="sim", description='Provider to switch to when the main one fails; "" for none.'
+    )
+    stale_after_s: float = Field(
+        default=5.0, gt=0, description="Seconds without data before prices are shown as stale."
+    )
+    stall_after_s: float = Field(
+        default=15.0, gt=0, description="Seconds without data before the feed is reconnected."
+    )
+    backoff_initial_s: float = Field(
+        default=0.5, gt=0, description="First wait between reconnects."
+    )
+    backoff_max_s: float = Field(default=30.0, gt=0, description="Longest wait between reconnects.")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> FeedSettings:
+        if self.backoff_max_s < self.backoff_initial_s:
+            raise ValueError(
+                f"backoff_max_s ({self.backoff_max_s:g}) must be at least "
+                f"backoff_initial_s ({self.backoff_initial_s:g})"
+            )
+        if self.stall_after_s < self.stale_after_s:
+            raise ValueError(
+                f"stall_after_s ({self.stall_after_s:g}) must be at least "
+                f"stale_after_s ({self.stale_after_s:g})"
+            )
+        return self
+
+
+class ReplaySettings(_Section):
+    start: date = Field(default=date(2019, 1, 2), description="First trading day to replay.")
+    day_seconds: float = Field(
+        default=240.0, gt=0, description="Wall-clock seconds one 6.5-hour trading day takes."
+    )
+    overnight_seconds: float = Field(
+        default=4.0, ge=0, description="Wall-clock seconds the gap between two trading days takes."
+    )
+    steps_per_day: int = Field(
+        default=1560, ge=26, le=23400, description="Price updates per symbol per trading day."
+    )
+    seed: int = Field(default=7, description="Seed for the intraday path between daily bars.")
+    resume: bool = Field(default=True, description="Continue from where the last session stopped.")
+    paused: bool = Field(default=False, description="Start paused.")
+
+
+class SimSettings(_Section):
+    seed: int = Field(default=42, description="Seed for the synthetic market.")
+
+
+class UiSettings(_Section):
+    theme: str = Field(default="tapedeck-dark", min_length=1, description="Colour theme.")
+    refresh_hz: float = Field(default=10.0, ge=1, le=60, description="Screen updates per second.")
+    timezone: str = Field(
+        default="America/New_York",
+        description='Time zone for displayed times: an IANA name, or "local".',
+    )
+    flash_ms: int = Field(
+        default=600, ge=0, le=5000, description="How long a changed price flashes; 0 turns it off."
+    )
+    compact_width: int = Field(
+        default=100, ge=0, le=1000, description="Below this many columns the layout turns compact."
+    )
+    compact_height: int = Field(
+        default=30, ge=0, le=1000, description="Below this many rows the layout turns compact."
+    )
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        if value == "local":
+            return value
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError, OSError):
+            raise ValueError(
+                "expected an IANA time zone such as 'America/New_York', or 'local'"
+            ) from None
+        return value
+
+
+class StoreSettings(_Section):
+    profile: str = Field(
+        default="default",
+        description="Database name: each profile keeps its own watchlists and state.",
+    )
+    path: Path | None = Field(
+        default=None,
+        description="Database file; when unset, <profile>.sqlite in the user data dir.",
+    )
+
+    @field_validator("profile")
+    @classmethod
+    def _profile_name(cls, value: str) -> str:
+        if not _PROFILE_PATTERN.match(value):
+            raise ValueError("expected 1-64 letters, digits, '-' or '_'")
+        return value
+
+    @field_validator("path")
+    @classmethod
+    def _expand(cls, value: Path | None) -> Path | None:
+        return None if value is None else value.expanduser()
+
+
+LogLevelName = Literal["debug", "info", "warning", "error"]
+
+
+def _log_level(value: Any) -> Any:
+    # Checked here rather than by the Literal so that an error shows what the user typed.
+    levels = get_args(LogLevelName)
+    if not isinstance(value, str) or value.lower() not in levels:
+        raise ValueError("expected one of " + ", ".join(repr(level) for level in levels))
+    return value.lower()
+
+
+class LoggingSettings(_Section):
+    level: Annotated[LogLevelName, BeforeValidator(_log_level)] = Field(
+        default="info", description="Least severe message that is logged."
+    )
+
+
+class Settings(_Section):
+    feed: FeedSettings = Field(default_factory=FeedSettings)
+    replay: ReplaySettings = Field(default_factory=ReplaySettings)
+    sim: SimSettings = Field(default_factory=SimSettings)
+    ui: UiSettings = Field(default_factory=UiSettings)
+    store: StoreSettings = Field(default_factory=StoreSettings)
+    logging: LoggingSettings = Field(default_factory=LoggingSettings)
+    keys: dict[str, Annotated[str, Field(min_length=1)]] = Field(
+        default_factory=dict,
+        description='Key bindings, binding id = key; e.g. "watchlist.add" = "a".',
+    )
+    watchlists: dict[WatchlistName, SymbolList] = Field(
+        default_factory=lambda: {
+            name: list(symbols) for name, symbols in DEFAULT_WATCHLISTS.items()
+        },
+        description="Watchlists seeded into a new database (later edits live in the database).",
+    )
+
+    def database_path(self) -> Path:
+        if self.store.path is not None:
+            return self.store.path
+        # Imported here so that loading settings never imports aiosqlite.
+        from core.store import default_database_path
+
+        return default_database_path(self.store.profile)
+
+
+# -- loading ---------------------------------------------------------------------------
+
+
+def config_path(environ: Mapping[str, str] | None = None) -> Path:
+    env = os.environ if environ is None else environ
+    if override := env.get(CONFIG_ENV):
+        return Path(override).expanduser()
+    return Path(platformdirs.user_config_dir("tapedeck")) / "config.toml"
+
+
+def load_settings(path: Path | None = None, environ: Mapping[str, str] | None = None) -> Settings:
+    """Defaults < the file (missing is fine) < `TAPEDECK_<SECTION>__<KEY>` variables."""
+    env = os.environ if environ is None else environ
+    source = config_path(env) if path is None else Path(path)
+    from_file = _read_toml(source)
+    data = _copy(from_file)
+    overrides = list(_env_entries(env))
+    for _, key_path, value in overrides:
+        field = Settings.model_fields.get(key_path[0])
+        if field is not None and key_path[0] not in data and not _is_model(field.annotation):
+            # A variable overrides one entry of a table such as [watchlists]; the rest of
+            # the table is still the default, not empty.
+            data[key_path[0]] = _copy(field.get_default(call_default_factory=True))
+        _set_path(data, key_path, value)
+    try:
+        return Settings.model_validate(data)
+    except ValidationError as err:
+        problems = [_explain(error, source, from_file, overrides) for error in err.errors()]
+        raise ConfigError(list(dict.fromkeys(problems))) from err
+
+
+def env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
+    """The `TAPEDECK_<SECTION>__<KEY>` variables as a nested dict of parsed values."""
+    data: dict[str, Any] = {}
+    for _, key_path, value in _env_entries(environ):
+        _set_path(data, key_path, value)
+    return data
+
+
+def _copy(data: Any) -> Any:
+    if isinstance(data, dict):
+        return {key: _copy(value) for key, value in data.items()}
+    if isinstance(data, list):
+        return [_copy(value) for value in data]
+    return data
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return {}
+    except UnicodeDecodeError as err:
+        raise ConfigError([f"{path}: cannot read the file: not UTF-8 text ({err.reason})"]) from err
+    except OSError as err:
+        raise ConfigError([f"{path}: cannot read the file: {err.strerror or err}"]) from err
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as err:
+        message = str(err)
+        if found := re.search(r"\s*\(at line (\d+), column (\d+)\)$", message):
+            where = f"line {found[1]}, column {found[2]}"
+            message = message[: found.start()]
+        else:
+            lines = text.splitlines() or [""]
+            where = f"line {len(lines)}, column {len(lines[-1]) + 1} (end of file)"
+            message = message.replace(" (at end of document)", "")
+        raise ConfigError([f"{path}: {where}: invalid TOML: {message}"]) from err
+
+
+def _env_entries(environ: Mapping[str, str]) -> Iterator[tuple[str, tuple[str, ...], Any]]:
+    """(variable, key path, parsed value) for each override variable, in name order."""
+    for name in sorted(environ):
+        if not name.upper().startswith(ENV_PREFIX):
+            continue
+        rest = name[len(ENV_PREFIX) :]
+        if "__" not in rest:
+            continue  # TAPEDECK_CONFIG and any non-setting variables
+        parts = rest.split("__")
+        if not all(parts):
+            raise ConfigError(
+                [f"{name}: not a setting name (expected {ENV_PREFIX}<SECTION>__<KEY>)"]
+            )
+        key_path = _env_key_path(parts)
+        yield name, key_path, _parse_env_value(environ[name], key_path)
+
+
+def _env_key_path(parts: list[str]) -> tuple[str, ...]:
+    # Field names are matched case-insensitively; keys inside tables (watchlist names,
+    # binding ids) are the user's own and keep their case.
+    key_path: list[str] = []
+    annotation: Any = Settings
+    for part in parts:
+        if _is_model(annotation):
+            part = part.lower()
+            info = annotation.model_fields.get(part)
+            annotation = info.annotation if info is not None else None
+        else:
+            annotation = _element(annotation)
+        key_path.append(part)
+    return tuple(key_path)
+
+
+def _parse_env_value(raw: str, key_path: tuple[str, ...]) -> Any:
+    target = _target(key_path)
+    kind = _unwrap(target[0]) if target is not None else None
+    if kind in (str, Path, date):
+        return raw  # a profile named 123 stays the text "123"
+    try:
+        return json.loads(raw)
+    except ValueError:
+        if get_origin(kind) is list:
+            return [item.strip() for item in raw.split(",") if item.strip()]
+        return raw
+
+
+def _set_path(data: dict[str, Any], key_path: tuple[str, ...], value: Any) -> None:
+    node = data
+    for part in key_path[:-1]:
+        child = node.get(part)
+        if not isinstance(child, dict):
+            child = node[part] = {}
+        node = child
+    node[key_path[-1]] = value
+
+
+# -- explaining validation errors ------------------------------------------------------
+
+
+def _is_model(annotation: Any) -> bool:
+    return isinstance(annotation, type) and issubclass(annotation, BaseModel)
+
+
+def _unwrap(annotation: Any) -> Any:
+    """Strip Annotated[...] and `| None` down to the underlying type."""
+    while True:
+        origin = get_origin(annotation)
+        if origin is Annotated:
+            annotation = get_args(annotation)[0]
+        elif origin in (Union, types.UnionType):
+            args = [arg for arg in get_args(annotation) if arg is not type(None)]
+            annotation = args[0] if len(args) == 1 else annotation
+            if len(args) != 1:
+                return annotation
+        else:
+            return annotation
+
+
+def _element(annotation: Any) -> Any:
+    kind = _unwrap(annotation)
+    args = get_args(kind)
+    if get_origin(kind) is dict:
+        return args[1]
+    if get_origin(kind) is list:
+        return args[0]
+    return None
+
+
+def _target(loc: tuple[str | int, ...]) -> tuple[Any, FieldInfo | None] | None:
+    """The type (and field, if loc ends on one) that a location in Settings holds."""
+    annotation: Any = Settings
+    info: FieldInfo | None = None
+    for part in loc:
+        if _is_model(annotation):
+            info = annotation.model_fields.get(part) if isinstance(part, str) else None
+            if info is None:
+                return None
+            annotation = info.annotation
+        else:
+            annotation, info = _element(annotation), None
+            if annotation is None:
+                return None
+    return annotation, info
+
+
+def _number(value: Any) -> str:
+    return f"{value:g}" if isinstance(value, int | float) else str(value)
+
+
+def _describe(annotation: Any, info: FieldInfo | None) -> str:
+    kind = _unwrap(annotation)
+    metadata = list(info.metadata) if info is not None else []
+    if get_origin(annotation) is Annotated:
+        for extra in get_args(annotation)[1:]:
+            metadata += extra.metadata if isinstance(extra, FieldInfo) else [extra]
+    bounds = {type(m).__name__: m for m in metadata}
+    if kind is bool:
+        return "true or false"
+    if kind in (int, float):
+        low = bounds.get("Ge") or bounds.get("Gt")
+        high = bounds.get("Le") or bounds.get("Lt")
+        noun = "a whole number" if kind is int else "a number"
+        if isinstance(low, annotated_types.Ge) and isinstance(high, annotated_types.Le):
+            return f"{noun} from {_number(low.ge)} to {_number(high.le)}"
+        limits = []
+        if isinstance(low, annotated_types.Gt):
+            limits.append(f"greater than {_number(low.gt)}")
+        elif isinstance(low, annotated_types.Ge):
+            limits.append(f"at least {_number(low.ge)}")
+        if isinstance(high, annotated_types.Le):
+            limits.append(f"at most {_number(high.le)}")
+        elif isinstance(high, annotated_types.Lt):
+            limits.append(f"less than {_number(high.lt)}")
+        return " ".join([noun, " and ".join(limits)]).strip()
+    if kind is str:
+        return "non-empty text" if "MinLen" in bounds else "text"
+    if kind is date:
+        return "a date such as 2019-01-02"
+    if kind is Path:
+        return "a file path"
+    if get_origin(kind) is Literal:
+        return "one of " + ", ".join(repr(choice) for choice in get_args(kind))
+    if _is_model(kind) or get_origin(kind) is dict:
+        return "a table"
+    if get_origin(kind) is list:
+        return "a list"
+    return str(getattr(kind, "__name__", kind))
+
+
+def _dotted(loc: tuple[str | int, ...]) -> str:
+    text = ""
+    for part in loc:
+        if isinstance(part, int):
+            text += f"[{part}]"
+        else:
+            name = part if _BARE_KEY.match(part) else json.dumps(part)
+            text += f".{name}" if text else name
+    return text
+
+
+def _shown(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, dict):
+        return "a table"
+    return repr(value)
+
+
+def _has(data: Any, loc: tuple[str | int, ...]) -> bool:
+    for part in loc:
+        in_dict = isinstance(data, dict) and part in data
+        in_list = isinstance(data, list) and isinstance(part, int) and part < len(data)
+        if not (in_dict or in_list):
+            return False
+        data = data[part]
+    return True
+
+
+def _explain(
+    error: Mapping[str, Any],
+    source: Path,
+    from_file: dict[str, Any],
+    overrides: list[tuple[str, tuple[str, ...], Any]],
+) -> str:
+    loc: tuple[str | int, ...] = tuple(error["loc"])
+    origin = str(source)
+    for name, key_path, _ in overrides:
+        if loc[: len(key_path)] == key_path:
+            origin = name
+            break
+    else:
+        below = [name for name, key_path, _ in overrides if key_path[: len(loc)] == loc]
+        if below and not _has(from_file, loc):
+            origin = ", ".join(below)
+    key = _dotted(loc)
+    if error["type"] == "extra_forbidden":
+        parent = _target(loc[:-1])
+        known = list(parent[0].model_fields) if parent and _is_model(parent[0]) else []
+        close = difflib.get_close_matches(str(loc[-1]), known, n=1, cutoff=0.6)
+        hint = f"did you mean {close[0]}?" if close else "known keys: " + ", ".join(known)
+        return f"{origin}: unknown key {key} ({hint})"
+    target = _target(loc)
+    if error["type"] in ("value_error", "assertion_error"):
+        what = str(error["msg"]).removeprefix("Value error, ").removeprefix("Assertion failed, ")
+    elif target is not None:
+        what = "expected " + _describe(*target)
+    else:
+        what = str(error["msg"])
+    if target is not None and _is_model(_unwrap(target[0])) and error["type"] == "value_error":
+        return f"{origin}: {key}: {what}"  # a rule across keys: no single value to show
+    return f"{origin}: {key}: {what}, got {_shown(error.get('input'))}"
+
+
+# -- writing ---------------------------------------------------------------------------
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(item) for item in value) + "]"
+    return json.dumps(str(value), ensure_ascii=False)
+
+
+def _toml_key(key: str) -> str:
+    return key if _BARE_KEY.match(key) else json.dumps(key, ensure_ascii=False)
+
+
+def _comment(text: str | None) -> list[str]:
+    return [f"# {line}" for line in textwrap.wrap(text or "", 86)]
+
+
+def default_config_text() -> str:
+    """A commented config.toml holding every key at its default (`tapedeck config init`)."""
+    defaults = Settings()
+    lines = [
+        "# tapedeck configuration. Every key is optional; these are the defaults.",
+        f"# Any key can be overridden by an environment variable {ENV_PREFIX}<SECTION>__<KEY>,",
+        f"# e.g. {ENV_PREFIX}REPLAY__DAY_SECONDS=60.",
+    ]
+    for name, info in Settings.model_fields.items():
+        value = getattr(defaults, name)
+        lines += ["", *_comment(info.description), f"[{name}]"]
+        if isinstance(value, BaseModel):
+            for key, field in type(value).model_fields.items():
+                lines += _comment(field.description)
+                current = getattr(value, key)
+                if current is None:
+                    lines.append(f'# {key} = "..."')
+                else:
+                    lines.append(f"{key} = {_toml_value(current)}")
+        else:
+            if not value and name == "keys":
+                lines.append('# "watchlist.add" = "a"')
+            for key, item in value.items():
+                lines.append(f"{_toml_key(key)} = {_toml_value(item)}")
+    return "\n".join(lines) + "\n"
+
+
+def _is_secret(name: str) -> bool:
+    words = re.split(r"[^a-z0-9]+", name.lower())
+    return any(
+        word in _SECRET_WORDS or word.endswith(("secret", "token", "password", "apikey"))
+        for word in words
+    )
+
+
+def _redact(data: Any) -> Any:
+    if isinstance(data, dict):
+        return {
+            key: "***" if _is_secret(str(key)) and data[key] not in (None, "") else _redact(value)
+            for key, value in data.items()
+        }
+    if isinstance(data, list):
+        return [_redact(item) for item in data]
+    return data
+
+
+def redacted(settings: Settings) -> dict[str, Any]:
+    """The settings as JSON-able data, with any key/secret/token/password shown as ***."""
+    data: dict[str, Any] = settings.model_dump(mode="json")
+    # Watchlist names are the user's own words ("Key stocks"), never credentials.
+    watchlists = data.pop("watchlists", None)
+    result: dict[str, Any] = _redact(data)
+    if watchlists is not None:
+        result["watchlists"] = watchlists
+    return result

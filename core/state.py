@@ -1,0 +1,207 @@
+"""Per-symbol market state and the immutable views of it that leave the engine.
+
+`SymbolState` is mutated on the hot path, in place, by plain attribute writes.
+`QuoteRow` is what a consumer (the UI, an attached client) receives: made only when a
+consumer pulls, at most once per symbol per pull, so its cost follows the screen's
+refresh rate, not the tick rate.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+from core.model import NS_PER_SECOND, Bar, FeedState, Instrument, LogEvent, MarketPhase
+
+MINUTE_NS = 60 * NS_PER_SECOND
+NAN = math.nan
+
+
+class SymbolState:
+    """Everything the engine knows about one symbol's market today."""
+
+    __slots__ = (
+        "ask",
+        "ask_size",
+        "bar_close",
+        "bar_high",
+        "bar_low",
+        "bar_open",
+        "bar_start_ns",
+        "bar_volume",
+        "bid",
+        "bid_size",
+        "day_high",
+        "day_low",
+        "day_open",
+        "instrument",
+        "last",
+        "last_size",
+        "minute_bars",
+        "prev_close",
+        "seq",
+        "session_start_ns",
+        "stale",
+        "symbol",
+        "tick",
+        "tick_seq",
+        "ts_ns",
+        "volume",
+        "wall_updated",
+    )
+
+    def __init__(self, instrument: Instrument) -> None:
+        self.instrument = instrument
+        self.symbol = instrument.symbol
+        self.bid = NAN
+        self.ask = NAN
+        self.bid_size = 0.0
+        self.ask_size = 0.0
+        self.last = NAN
+        self.last_size = 0.0
+        self.prev_close = NAN
+        self.day_open = NAN
+        self.day_high = NAN
+        self.day_low = NAN
+        self.volume = 0.0
+        self.ts_ns = 0
+        # +1 / -1: direction of the last trade that changed the price; 0 before any.
+        self.tick = 0
+        # The change-set sequence of the last price tick (the UI flashes on it).
+        self.tick_seq = 0
+        self.seq = 0
+        self.stale = False
+        self.wall_updated = 0.0
+        self.session_start_ns = 0
+        self.minute_bars: list[Bar] = []
+        self.bar_start_ns = -1
+        self.bar_open = NAN
+        self.bar_high = NAN
+        self.bar_low = NAN
+        self.bar_close = NAN
+        self.bar_volume = 0.0
+
+    def start_session(self, session_start_ns: int) -> None:
+        """A new trading day: yesterday's last becomes the reference close."""
+        if not math.isnan(self.last):
+            self.prev_close = self.last
+        self.session_start_ns = session_start_ns
+        self.day_open = NAN
+        self.day_high = NAN
+        self.day_low = NAN
+        self.volume = 0.0
+        self.minute_bars = []
+        self.bar_start_ns = -1
+
+    def building_bar(self) -> Bar | None:
+        if self.bar_start_ns < 0:
+            return None
+        return Bar(self.symbol, self.bar_start_ns, 60, self.bar_open, self.bar_high,
+                   self.bar_low, self.bar_close, self.bar_volume)
+
+    def row(self) -> QuoteRow:
+        change = self.last - self.prev_close
+        return QuoteRow(
+            symbol=self.symbol,
+            source=self.instrument.source,
+            last=self.last,
+            change=change,
+            pct_change=(change / self.prev_close * 100.0) if self.prev_close else NAN,
+            bid=self.bid,
+            ask=self.ask,
+            bid_size=self.bid_size,
+            ask_size=self.ask_size,
+            volume=self.volume,
+            day_open=self.day_open,
+            day_high=self.day_high,
+            day_low=self.day_low,
+            prev_close=self.prev_close,
+            tick=self.tick,
+            tick_seq=self.tick_seq,
+            stale=self.stale,
+            ts_ns=self.ts_ns,
+            seq=self.seq,
+        )
+
+
+class QuoteRow(NamedTuple):
+    """One symbol's market as a consumer sees it. NaN means not known yet."""
+
+    symbol: str
+    source: str
+    last: float
+    change: float
+    pct_change: float
+    bid: float
+    ask: float
+    bid_size: float
+    ask_size: float
+    volume: float
+    day_open: float
+    day_high: float
+    day_low: float
+    prev_close: float
+    tick: int
+    tick_seq: int
+    stale: bool
+    ts_ns: int
+    seq: int
+
+
+@dataclass(frozen=True, slots=True)
+class Watchlist:
+    name: str
+    symbols: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class EngineStatus:
+    feed_name: str
+    feed_state: FeedState
+    feed_message: str
+    delayed: bool
+    market_ns: int
+    phase: MarketPhase
+    stale_symbols: int
+    replay: str  # "" unless the feed is a replay: position and speed
+    paused: bool
+    database: str
+
+
+@dataclass(slots=True)
+class ChangeCursor:
+    """How far one consumer has read the engine's changes."""
+
+    quote_seq: int = 0
+    bar_seq: int = 0
+    log_seq: int = 0
+    watchlist_version: int = -1
+
+
+@dataclass(frozen=True, slots=True)
+class EngineDelta:
+    """What changed since a consumer's last pull.
+
+    `bars` are minute bars completed since then, oldest first; `resync` means the
+    consumer fell too far behind for a delta and must take a fresh snapshot.
+    """
+
+    rows: Sequence[QuoteRow]
+    bars: Sequence[Bar]
+    building: Sequence[Bar]
+    logs: Sequence[LogEvent]
+    status: EngineStatus
+    watchlists: Sequence[Watchlist] | None
+    resync: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class EngineSnapshot:
+    rows: dict[str, QuoteRow]
+    session_bars: dict[str, list[Bar]]
+    logs: list[LogEvent]
+    status: EngineStatus
+    watchlists: list[Watchlist]
+    cursor: ChangeCursor = field(default_factory=ChangeCursor)

@@ -1,0 +1,149 @@
+"""The Textual app: themes, app-wide keys, the palette, and the workstation screen.
+
+`create_app` is the one factory the CLI and the tests use.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from datetime import tzinfo
+from zoneinfo import ZoneInfo
+
+from textual.app import App
+from textual.binding import Binding, BindingType
+
+from core.client import EngineClient
+from core.config import Settings
+from themes import DEFAULT_THEME, STYLESHEET, THEMES
+from tui.commands import WorkstationCommands
+from tui.screens.help import HelpScreen
+from tui.screens.workstation import WorkstationScreen
+
+THEME_SETTING_KEY = "ui.theme"
+
+
+def _display_zone(settings: Settings) -> tuple[tzinfo, str]:
+    if settings.ui.timezone == "local":
+        from datetime import datetime
+
+        local = datetime.now().astimezone().tzinfo
+        assert local is not None
+        return local, datetime.now().astimezone().strftime("%Z")
+    zone = ZoneInfo(settings.ui.timezone)
+    label = "ET" if settings.ui.timezone == "America/New_York" else settings.ui.timezone
+    return zone, label
+
+
+class TapedeckApp(App[int]):
+    TITLE = "tapedeck"
+    CSS_PATH = STYLESHEET
+    COMMANDS = App.COMMANDS | {WorkstationCommands}
+    BINDINGS: list[BindingType] = [
+        Binding("q", "quit", "Quit", id="app.quit"),
+        Binding("question_mark,f1", "help", "Help", id="app.help"),
+        Binding("ctrl+p", "command_palette", "Commands", id="app.palette"),
+        Binding("t", "next_theme", "Theme", show=False, id="app.theme"),
+    ]
+
+    def __init__(self, settings: Settings, client: EngineClient) -> None:
+        super().__init__()
+        self.settings = settings
+        self.client = client
+        self.zone, self.zone_label = _display_zone(settings)
+        self.workstation: WorkstationScreen | None = None
+        self.tapedeck_themes = list(THEMES)
+        for theme in THEMES.values():
+            self.register_theme(theme)
+
+    async def on_mount(self) -> None:
+        stored = await self.client.get_setting(THEME_SETTING_KEY)
+        wanted = stored if stored in THEMES else self.settings.ui.theme
+        if wanted not in THEMES:
+            self.notify(f"unknown theme {wanted!r}: using {DEFAULT_THEME}", severity="warning")
+            wanted = DEFAULT_THEME
+        self.theme = wanted
+        self.theme_changed_signal.subscribe(self, self._theme_changed)
+        self._apply_keymap()
+        self.workstation = WorkstationScreen(self.client, self.zone, self.zone_label)
+        await self.push_screen(self.workstation)
+
+    def get_theme_variable_defaults(self) -> dict[str, str]:
+        """Values for the semantic variables under a theme that does not set them (the
+        stylesheet is parsed before any of ours is active)."""
+        return dict(THEMES[DEFAULT_THEME].variables)
+
+    def _apply_keymap(self) -> None:
+        keys = self.settings.keys
+        if not keys:
+            return
+        known = {binding_id for binding_id, *_ in self.action_catalogue()}
+        unknown = sorted(set(keys) - known)
+        if unknown:
+            self.notify(
+                f"[keys] in the config names unknown binding ids: {', '.join(unknown)} "
+                "(press ? for the list)",
+                severity="warning",
+                timeout=10,
+            )
+        self.set_keymap({k: v for k, v in keys.items() if k in known})
+
+    def _theme_changed(self, theme: object) -> None:
+        if self.workstation is not None and self.workstation.is_mounted:
+            from tui.widgets.quote_board import QuoteBoard
+
+            self.workstation.query_one(QuoteBoard).theme_changed()
+            self.workstation.query_one("#chart-pane").refresh()
+        if self.theme in THEMES:
+            self.run_worker(self.client.set_setting(THEME_SETTING_KEY, self.theme),
+                            exit_on_error=False)
+
+    def set_theme(self, name: str) -> None:
+        self.theme = name
+
+    def action_next_theme(self) -> None:
+        names = self.tapedeck_themes
+        index = names.index(self.theme) if self.theme in names else -1
+        self.theme = names[(index + 1) % len(names)]
+        self.notify(f"theme {self.theme}")
+
+    def action_catalogue(self) -> Iterator[tuple[str, str, str, str, object]]:
+        """(binding id, keys, description, action, namespace) of every bound action of
+        the app, the workstation and its widgets, for the help screen and palette."""
+        from tui.widgets.quote_board import QuoteBoard
+
+        seen: set[str] = set()
+        sources: list[tuple[object, list[BindingType]]] = [(self, list(self.BINDINGS))]
+        if self.workstation is not None:
+            sources.append((self.workstation, list(self.workstation.BINDINGS)))
+            if self.workstation.is_mounted:
+                board = self.workstation.query_one(QuoteBoard)
+                sources.append((board, list(board.BINDINGS)))
+        for namespace, bindings in sources:
+            for binding in bindings:
+                if not isinstance(binding, Binding) or not binding.id or binding.id in seen:
+                    continue
+                seen.add(binding.id)
+                keys = self._keymap.get(binding.id, binding.key)
+                display = ", ".join(self.get_key_display(Binding(k.strip(), "")) for k in
+                                    keys.split(","))
+                yield binding.id, display, binding.description, binding.action, namespace
+
+    def action_help(self) -> None:
+        if isinstance(self.screen, HelpScreen):
+            return
+        rows = [(keys, description, binding_id)
+                for binding_id, keys, description, _, _ in self.action_catalogue()]
+        legend = (
+            "Quote board: ▲/▼ and +/- signs mark direction in every theme; * marks a symbol "
+            "with synthetic prices (not in the replay data); ⚠ marks a stale symbol (no "
+            "update while the market is open). Change colours with t or the palette."
+        )
+        self.push_screen(HelpScreen(rows, legend))
+
+
+def create_app(settings: Settings, client: EngineClient) -> TapedeckApp:
+    # Snapshot tests and the benchmarks ask for a still screen: no cursor blink.
+    if os.environ.get("TAPEDECK_STILL") == "1":
+        os.environ.setdefault("TEXTUAL_ANIMATIONS", "none")
+    return TapedeckApp(settings, client)

@@ -1,0 +1,270 @@
+"""The `tapedeck` command.
+
+Heavy modules (textual, pandas, the engine) are imported inside the commands that need
+them, so `tapedeck --help` and `tapedeck config path` answer at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, NoReturn
+
+import typer
+
+from core import __version__
+
+if TYPE_CHECKING:
+    from core.config import Settings
+
+app = typer.Typer(
+    name="tapedeck",
+    help="A keyboard-driven trading workstation for the terminal.",
+    no_args_is_help=False,
+    add_completion=False,
+    rich_markup_mode=None,
+    pretty_exceptions_enable=False,
+)
+config_app = typer.Typer(help="Show, create and check the configuration file.",
+                         no_args_is_help=True)
+app.add_typer(config_app, name="config")
+
+ConfigOption = Annotated[
+    Path | None,
+    typer.Option("--config", "-c", help="Config file (default: TAPEDECK_CONFIG or the "
+                 "platform config dir).", show_default=False),
+]
+ProfileOption = Annotated[
+    str | None,
+    typer.Option("--profile", "-p", help="Profile: one database per profile.",
+                 show_default=False),
+]
+
+
+def fail(message: str, code: int = 2) -> NoReturn:
+    typer.echo(f"tapedeck: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def load(config: Path | None = None, profile: str | None = None,
+         overrides: dict[str, dict[str, object]] | None = None) -> Settings:
+    from core.config import ConfigError, Settings, load_settings
+
+    try:
+        settings = load_settings(config)
+        changes: dict[str, dict[str, object]] = dict(overrides or {})
+        if profile:
+            changes.setdefault("store", {})["profile"] = profile
+        if changes:
+            data = settings.model_dump()
+            for section, values in changes.items():
+                data[section].update(values)
+            settings = Settings.model_validate(data)
+    except ConfigError as error:
+        fail(str(error))
+    except ValueError as error:  # an override from the command line
+        fail(f"invalid option: {error}")
+    return settings
+
+
+def version_callback(value: bool) -> None:
+    if value:
+        typer.echo(f"tapedeck {__version__}")
+        raise typer.Exit()
+
+
+@app.callback(invoke_without_command=True)
+def main_callback(
+    ctx: typer.Context,
+    version: Annotated[bool, typer.Option("--version", callback=version_callback,
+                                          is_eager=True, help="Print the version.")] = False,
+    config: ConfigOption = None,
+    profile: ProfileOption = None,
+) -> None:
+    """With no command: start the workstation (same as `tapedeck ui`)."""
+    ctx.obj = {"config": config, "profile": profile}
+    if ctx.invoked_subcommand is None:
+        ui(ctx)
+
+
+def _global(ctx: typer.Context, config: Path | None, profile: str | None) -> tuple[
+        Path | None, str | None]:
+    parent = ctx.obj or {}
+    return config or parent.get("config"), profile or parent.get("profile")
+
+
+@app.command()
+def ui(
+    ctx: typer.Context,
+    config: ConfigOption = None,
+    profile: ProfileOption = None,
+    feed: Annotated[str | None, typer.Option("--feed", help="Data provider, e.g. replay or "
+                                             "sim.", show_default=False)] = None,
+    replay_from: Annotated[str | None, typer.Option(
+        "--replay-from", help="Start the replay at this date (YYYY-MM-DD) instead of "
+        "resuming.", show_default=False)] = None,
+) -> None:
+    """Start the workstation."""
+    config, profile = _global(ctx, config, profile)
+    overrides: dict[str, dict[str, object]] = {}
+    if feed:
+        overrides["feed"] = {"provider": feed}
+    if replay_from:
+        overrides["replay"] = {"start": replay_from, "resume": False}
+    settings = load(config, profile, overrides)
+    code = asyncio.run(_run_workstation(settings))
+    raise typer.Exit(code)
+
+
+async def _run_workstation(settings: Settings) -> int:
+    from core.client import InProcessEngineClient
+    from core.engine import Engine
+    from core.feeds import FeedError
+    from core.store import StoreError
+
+    log_file = _log_to_file(settings)
+    try:
+        engine = await Engine.open(settings)
+    except (StoreError, FeedError) as error:
+        fail(str(error))
+    engine.log_file = log_file
+    try:
+        await engine.start()
+        from tui.app import create_app
+
+        tui = create_app(settings, InProcessEngineClient(engine))
+        await tui.run_async()
+        return tui.return_code or 0
+    finally:
+        await engine.stop()
+
+
+def _log_to_file(settings: Settings) -> Path | None:
+    """While the screen is Textual's, log records go to a file (never to stderr, which
+    would tear the screen); the log pane shows the ones a trader should read."""
+    import logging
+    from logging.handlers import RotatingFileHandler
+
+    import platformdirs
+
+    path = Path(platformdirs.user_log_dir("tapedeck")) / f"{settings.store.profile}.log"
+    root = logging.getLogger()
+    root.setLevel(settings.logging.level.upper())
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handler: logging.Handler = RotatingFileHandler(path, maxBytes=5_000_000, backupCount=3)
+    except OSError:
+        handler, path = logging.NullHandler(), None
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root.addHandler(handler)
+    return path
+
+
+@app.command()
+def quote(
+    ctx: typer.Context,
+    symbols: Annotated[list[str], typer.Argument(help="Symbols, e.g. AAPL MSFT.")],
+    config: ConfigOption = None,
+    profile: ProfileOption = None,
+) -> None:
+    """Print quotes from the configured feed, without the UI."""
+    config, profile = _global(ctx, config, profile)
+    settings = load(config, profile)
+    from core.feeds import FeedError
+    from core.quotes import QuoteRequestError, fetch_quotes
+    from core.store import StoreError
+
+    try:
+        rows, clock_ns, unknown = asyncio.run(fetch_quotes(settings, symbols))
+    except (FeedError, StoreError, QuoteRequestError) as error:
+        fail(str(error))
+    from rich.console import Console
+    from rich.table import Table
+
+    from tui import format as fmt
+
+    table = Table(title=f"{settings.feed.provider} · "
+                  f"{fmt.clock_time(clock_ns, _zone(settings)):%Y-%m-%d %H:%M:%S %Z}")
+    for title in ("Symbol", "Last", "Chg", "%Chg", "Bid", "Ask", "Volume", "Day range"):
+        table.add_column(title, justify="left" if title == "Symbol" else "right")
+    for row in rows:
+        colour = "green" if row.change > 0 else "red" if row.change < 0 else ""
+        table.add_row(
+            row.symbol + ("*" if row.source == "sim" else ""),
+            fmt.price(row.last),
+            f"[{colour}]{fmt.signed(row.change)}[/]" if colour else fmt.signed(row.change),
+            f"[{colour}]{fmt.percent(row.pct_change)}[/]" if colour
+            else fmt.percent(row.pct_change),
+            fmt.price(row.bid), fmt.price(row.ask), fmt.volume(row.volume),
+            fmt.day_range(row.day_low, row.day_high),
+        )
+    console = Console()
+    console.print(table)
+    if any(row.source == "sim" for row in rows):
+        console.print("* synthetic prices: not in the bundled replay data")
+    for message in unknown:
+        typer.echo(f"tapedeck: {message}", err=True)
+    if unknown:
+        raise typer.Exit(1)
+
+
+def _zone(settings: Settings) -> object:
+    from zoneinfo import ZoneInfo
+
+    if settings.ui.timezone == "local":
+        return None
+    return ZoneInfo(settings.ui.timezone)
+
+
+@config_app.command("path")
+def config_path_command() -> None:
+    """Print where the config file is read from."""
+    from core.config import config_path
+
+    typer.echo(str(config_path()))
+
+
+@config_app.command("show")
+def config_show(ctx: typer.Context, config: ConfigOption = None) -> None:
+    """Print the effective settings (file + environment + defaults), secrets redacted."""
+    import json
+
+    from core.config import redacted
+
+    settings = load(config or (ctx.parent.obj or {}).get("config") if ctx.parent else config)
+    typer.echo(json.dumps(redacted(settings), indent=2, default=str))
+
+
+@config_app.command("init")
+def config_init(
+    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
+) -> None:
+    """Write a commented config file with every key and its default."""
+    from core.config import config_path, default_config_text
+
+    path = config_path()
+    if path.exists() and not force:
+        fail(f"{path} exists already (use --force to overwrite)")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(default_config_text(), encoding="utf-8")
+    except OSError as error:
+        fail(f"cannot write {path}: {error.strerror}")
+    typer.echo(f"wrote {path}")
+
+
+@config_app.command("check")
+def config_check(config: ConfigOption = None) -> None:
+    """Validate the config file and the environment overrides."""
+    from core.config import config_path
+
+    load(config)
+    typer.echo(f"{config or config_path()}: ok")
+
+
+def main() -> None:
+    try:
+        app()
+    except KeyboardInterrupt:
+        sys.exit(130)

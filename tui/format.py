@@ -1,0 +1,67 @@
+"""Number and time formatting shared by the widgets and the CLI."""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime, tzinfo
+
+from core.model import NS_PER_SECOND
+
+SPARK_BLOCKS = "▁▂▃▄▅▆▇█"
+DASH = "—"
+
+
+def price(value: float) -> str:
+    if math.isnan(value):
+        return DASH
+    return f"{value:,.4f}" if abs(value) < 1 else f"{value:,.2f}"
+
+
+def signed(value: float) -> str:
+    if math.isnan(value):
+        return DASH
+    return f"{value:+,.2f}"
+
+
+def percent(value: float) -> str:
+    """A signed percentage with an arrow, so direction never depends on colour."""
+    if math.isnan(value):
+        return DASH
+    arrow = "▲" if value > 0 else "▼" if value < 0 else " "
+    return f"{arrow}{abs(value):.2f}%" if value else f" {0:.2f}%"
+
+
+def volume(value: float) -> str:
+    if math.isnan(value) or value <= 0:
+        return DASH if math.isnan(value) else "0"
+    for divisor, suffix in ((1e9, "B"), (1e6, "M"), (1e3, "K")):
+        if value >= divisor:
+            return f"{value / divisor:.2f}{suffix}" if value < divisor * 10 else (
+                f"{value / divisor:.1f}{suffix}" if value < divisor * 100 else
+                f"{value / divisor:.0f}{suffix}"
+            )
+    return f"{value:.0f}"
+
+
+def day_range(low: float, high: float) -> str:
+    if math.isnan(low) or math.isnan(high):
+        return DASH
+    return f"{price(low)}-{price(high)}"
+
+
+def sparkline(values: list[float], width: int) -> str:
+    """The last `width` points (each the close of a run of values) as block glyphs."""
+    if width <= 0 or not values:
+        return ""
+    if len(values) > width:
+        step = len(values) / width
+        values = [values[min(len(values) - 1, int((i + 1) * step) - 1)] for i in range(width)]
+    low, high = min(values), max(values)
+    if high - low < 1e-12:
+        return SPARK_BLOCKS[3] * len(values)
+    scale = (len(SPARK_BLOCKS) - 1) / (high - low)
+    return "".join(SPARK_BLOCKS[int((v - low) * scale)] for v in values)
+
+
+def clock_time(ts_ns: int, zone: tzinfo) -> datetime:
+    return datetime.fromtimestamp(ts_ns / NS_PER_SECOND, tz=zone)
