@@ -25,6 +25,7 @@ import tomllib
 import types
 from collections.abc import Iterator, Mapping
 from datetime import date
+from datetime import time as dt_time
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -134,6 +135,9 @@ class FeedSettings(_Section):
 
 class ReplaySettings(_Section):
     start: date = Field(default=date(2019, 1, 2), description="First trading day to replay.")
+    start_time: dt_time = Field(
+        default=dt_time(9, 30), description="New York time of day the first replayed day starts."
+    )
     day_seconds: float = Field(
         default=240.0, gt=0, description="Wall-clock seconds one 6.5-hour trading day takes."
     )

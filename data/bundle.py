@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import io
 import logging
+import lzma
 import threading
 import zipfile
+import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -144,14 +146,17 @@ def _session_dates(column: pd.Series[Any]) -> npt.NDArray[np.datetime64]:
     return days.astype("datetime64[ns]")
 
 
-def empty_daily_bars() -> pd.DataFrame:
-    """A frame with the schema of `BundledDailyBars.load` and no rows."""
-    return _bars_frame(np.empty(0, dtype="datetime64[ns]"), np.empty((0, len(COLUMNS))))
-
-
-def _bars_frame(dates: npt.NDArray[np.datetime64], values: npt.NDArray[np.float64]) -> pd.DataFrame:
+def daily_bars_frame(
+    dates: npt.NDArray[np.datetime64], values: npt.NDArray[np.float64]
+) -> pd.DataFrame:
+    """A frame with the schema of `BundledDailyBars.load`: `dates` (datetime64[ns]
+    midnights) as the index, `values` the columns `COLUMNS` in order."""
     index = pd.DatetimeIndex(dates, name="date")
     return pd.DataFrame({name: values[:, i] for i, name in enumerate(COLUMNS)}, index=index)
+
+
+def empty_daily_bars() -> pd.DataFrame:
+    return daily_bars_frame(np.empty(0, dtype="datetime64[ns]"), np.empty((0, len(COLUMNS))))
 
 
 def clean_daily_bars(symbol: str, raw: pd.DataFrame) -> tuple[pd.DataFrame, LoadReport]:
@@ -250,7 +255,7 @@ def clean_daily_bars(symbol: str, raw: pd.DataFrame) -> tuple[pd.DataFrame, Load
         notes.append(f"short history: {_rows(len(dates))} (< {SHORT_HISTORY_ROWS})")
     if notes:
         logger.info("%s: %s", symbol, ", ".join(notes))
-    return _bars_frame(dates, values), report
+    return daily_bars_frame(dates, values), report
 
 
 class BundledDailyBars:
@@ -339,9 +344,17 @@ class BundledDailyBars:
             with self._archive_lock:
                 content = archive.read(member)
             raw = pd.read_csv(io.BytesIO(content), dtype={"date": str})
-        except Exception as error:
-            # zipfile, lzma and the CSV parser each raise their own types for a damaged
-            # member; the caller needs only to know which member of which file.
+        except (
+            zipfile.BadZipFile,
+            lzma.LZMAError,
+            zlib.error,
+            EOFError,
+            OSError,
+            NotImplementedError,
+            ValueError,  # the CSV parser's errors, and undecodable text
+        ) as error:
+            # zipfile, its decompressors and the CSV parser each raise their own types for
+            # a damaged member; the caller needs only to know which member of which file.
             raise BundleError(f"cannot read {member} from {self.path}: {error}") from error
         missing = [c for c in ("date", *COLUMNS) if c not in raw.columns]
         if missing:

@@ -21,6 +21,7 @@ import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
+from datetime import time as dt_time
 from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
@@ -142,7 +143,7 @@ class ReplayFeed:
         synthetic = None
         if settings.feed.fallback == "sim":
             synthetic = SyntheticDailyBars(seed=settings.sim.seed)
-        return cls(
+        feed = cls(
             start=replay.start,
             day_seconds=replay.day_seconds,
             overnight_seconds=replay.overnight_seconds,
@@ -152,6 +153,13 @@ class ReplayFeed:
             bundle=BundledDailyBars(),
             synthetic=synthetic,
         )
+        feed.start_at(replay.start_time)
+        return feed
+
+    def start_at(self, moment: dt_time) -> None:
+        """Begin the first session at a time of day (New York) instead of the open."""
+        at = datetime.combine(self._session, moment, self.calendar.zone)
+        self.seek(int(at.timestamp()) * NS_PER_SECOND)
 
     # ------------------------------------------------------------------ control
 

@@ -20,7 +20,7 @@ class SimFeed(ReplayFeed):
     @classmethod
     def from_settings(cls, settings: Settings) -> SimFeed:
         replay = settings.replay
-        return cls(
+        feed = cls(
             start=replay.start,
             day_seconds=replay.day_seconds,
             overnight_seconds=replay.overnight_seconds,
@@ -30,3 +30,5 @@ class SimFeed(ReplayFeed):
             synthetic=SyntheticDailyBars(seed=settings.sim.seed),
             name="sim",
         )
+        feed.start_at(replay.start_time)
+        return feed

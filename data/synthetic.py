@@ -25,11 +25,11 @@ import numpy.typing as npt
 import pandas as pd
 
 from core.clock import ExchangeCalendar
+from data.bundle import daily_bars_frame, empty_daily_bars
 
 FloatArray = npt.NDArray[np.float64]
 UIntArray = npt.NDArray[np.uint64]
 
-COLUMNS = ("open", "high", "low", "close", "adj_close", "volume")
 EPOCH = date(2015, 1, 2)
 TRADING_DAYS_PER_YEAR = 252
 
@@ -116,11 +116,6 @@ class _SymbolCharacter:
         self.idiosyncratic_volatility = math.sqrt(self.daily_volatility**2 - systematic**2)
 
 
-def empty_bars() -> pd.DataFrame:
-    index = pd.DatetimeIndex(np.empty(0, dtype="datetime64[ns]"), name="date")
-    return pd.DataFrame({c: np.empty(0, dtype=np.float64) for c in COLUMNS}, index=index)
-
-
 class SyntheticDailyBars:
     """Daily bars for any symbol on the sessions of `calendar`, from `EPOCH` on."""
 
@@ -137,7 +132,7 @@ class SyntheticDailyBars:
         if start < EPOCH:
             raise ValueError(f"synthetic bars begin on {EPOCH}, not {start}")
         if end < start:
-            return empty_bars()
+            return empty_daily_bars()
         with self._lock:
             frame = self._frames.get(symbol)
             if frame is None or frame.index[-1].date() < self.calendar.previous_session(
@@ -228,15 +223,5 @@ class SyntheticDailyBars:
         )
         volumes = np.maximum(np.round(volumes), 1.0)
 
-        index = pd.DatetimeIndex(np.array(sessions, dtype="datetime64[ns]"), name="date")
-        return pd.DataFrame(
-            {
-                "open": opens,
-                "high": highs,
-                "low": lows,
-                "close": closes,
-                "adj_close": closes,
-                "volume": volumes,
-            },
-            index=index,
-        )
+        values = np.column_stack((opens, highs, lows, closes, closes, volumes))
+        return daily_bars_frame(np.array(sessions, dtype="datetime64[ns]"), values)

@@ -4,8 +4,12 @@ so nothing touches the user's real files."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from core.config import Settings
 
 
 @pytest.fixture(autouse=True)
@@ -22,3 +26,29 @@ def isolated_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Pat
     monkeypatch.setenv("XDG_CACHE_HOME", str(home / "cache"))
     monkeypatch.setenv("XDG_STATE_HOME", str(home / "state"))
     return home
+
+
+def make_settings(tmp_path: Path, **sections: dict[str, object]) -> "Settings":
+    """Settings for a test: its own database, a paused replay at a fixed moment, no
+    tick flashes (so screens are deterministic)."""
+    from core.config import Settings
+
+    data: dict[str, dict[str, object]] = {
+        "store": {"path": str(tmp_path / "test.sqlite")},
+        "replay": {"start": "2019-03-14", "start_time": "11:00", "paused": True,
+                   "resume": False},
+        "ui": {"flash_ms": 0},
+        "watchlists": {"Core": ["AAPL", "MSFT", "JPM"], "Energy": ["XOM", "CVX"]},
+    }
+    for section, values in sections.items():
+        current = data.setdefault(section, {})
+        if isinstance(current, dict) and isinstance(values, dict):
+            current.update(values)
+        else:
+            data[section] = values
+    return Settings.model_validate(data)
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> "Settings":
+    return make_settings(tmp_path)

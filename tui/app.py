@@ -5,7 +5,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from datetime import tzinfo
 from zoneinfo import ZoneInfo
@@ -13,8 +12,10 @@ from zoneinfo import ZoneInfo
 from textual.app import App
 from textual.binding import Binding, BindingType
 
-from core.client import EngineClient
+from core.client import EngineClient, InProcessEngineClient
+from core.clock import Clock
 from core.config import Settings
+from core.engine import Engine
 from themes import DEFAULT_THEME, STYLESHEET, THEMES
 from tui.commands import WorkstationCommands
 from tui.screens.help import HelpScreen
@@ -46,17 +47,47 @@ class TapedeckApp(App[int]):
         Binding("t", "next_theme", "Theme", show=False, id="app.theme"),
     ]
 
-    def __init__(self, settings: Settings, client: EngineClient) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        client: EngineClient | None = None,
+        *,
+        wall_clock: Clock | None = None,
+    ) -> None:
+        """With no `client`, the app runs its own in-process engine for the life of the
+        app (the tests do this); the CLI opens the engine first so that a database
+        error is reported before the screen is taken over."""
         super().__init__()
         self.settings = settings
-        self.client = client
+        self._client = client
+        self._wall_clock = wall_clock
+        self._owned_engine: Engine | None = None
         self.zone, self.zone_label = _display_zone(settings)
         self.workstation: WorkstationScreen | None = None
         self.tapedeck_themes = list(THEMES)
         for theme in THEMES.values():
             self.register_theme(theme)
 
+    @property
+    def client(self) -> EngineClient:
+        if self._client is None:
+            raise RuntimeError("the engine is not running yet")
+        return self._client
+
+    async def _start_own_engine(self) -> None:
+        engine = await Engine.open(self.settings, wall_clock=self._wall_clock)
+        await engine.start()
+        self._owned_engine = engine
+        self._client = InProcessEngineClient(engine)
+
+    async def on_unmount(self) -> None:
+        if self._owned_engine is not None:
+            await self._owned_engine.stop()
+            self._owned_engine = None
+
     async def on_mount(self) -> None:
+        if self._client is None:
+            await self._start_own_engine()
         stored = await self.client.get_setting(THEME_SETTING_KEY)
         wanted = stored if stored in THEMES else self.settings.ui.theme
         if wanted not in THEMES:
@@ -142,8 +173,7 @@ class TapedeckApp(App[int]):
         self.push_screen(HelpScreen(rows, legend))
 
 
-def create_app(settings: Settings, client: EngineClient) -> TapedeckApp:
-    # Snapshot tests and the benchmarks ask for a still screen: no cursor blink.
-    if os.environ.get("TAPEDECK_STILL") == "1":
-        os.environ.setdefault("TEXTUAL_ANIMATIONS", "none")
-    return TapedeckApp(settings, client)
+def create_app(
+    settings: Settings, client: EngineClient | None = None, *, wall_clock: Clock | None = None
+) -> TapedeckApp:
+    return TapedeckApp(settings, client, wall_clock=wall_clock)

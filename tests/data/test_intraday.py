@@ -105,7 +105,8 @@ def test_path_moves_like_a_chart_not_a_straight_line() -> None:
     assert (moves != 0).mean() > 0.5
     # The noise is a fraction of the range per step, not a jump across it.
     assert np.abs(moves).max() < 0.25 * (102.0 - 98.0)
-    assert np.isin(np.round(path.prices * 100) / 100, path.prices).mean() > 0.99  # cents
+    cents = path.prices * 100.0
+    assert np.isclose(cents, np.round(cents)).mean() > 0.99  # trades print in cents
 
 
 def test_volume_is_u_shaped() -> None:
