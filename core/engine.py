@@ -130,7 +130,7 @@ class Engine:
             asyncio.create_task(self._save_position_periodically(), name="replay-position"),
         ]
         self.log(LogLevel.INFO, "engine",
-                 f"{self.feed.name} feed, {len(symbols)} symbols, database {self.store.path}")
+                 f"{self.feed.name} feed, {len(symbols)} symbols, database {self.store.path.name}")
 
     async def stop(self) -> None:
         self._running = False

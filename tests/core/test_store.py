@@ -349,7 +349,8 @@ async def test_lock_held_by_another_process(db_path: Path) -> None:
             assert reader.schema_version == 1
     finally:
         proc.stdin.close()
-        await asyncio.wait_for(proc.wait(), timeout=10)
+        # Reading to EOF lets the pipe transport close before the loop does.
+        await asyncio.wait_for(proc.communicate(), timeout=10)
     assert proc.returncode == 0
     async with await Store.open(db_path) as store:
         assert store.schema_version == 1

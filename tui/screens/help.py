@@ -24,7 +24,7 @@ class HelpScreen(ModalScreen[None]):
     def __init__(self, bindings: list[tuple[str, str, str]], legend: str) -> None:
         """`bindings`: (key display, description, binding id) rows."""
         super().__init__()
-        self._bindings = bindings
+        self._rows = bindings
         self._legend = legend
 
     def compose(self) -> ComposeResult:
@@ -32,7 +32,7 @@ class HelpScreen(ModalScreen[None]):
         table.add_column("Key", style="bold", no_wrap=True)
         table.add_column("Action")
         table.add_column("Id (remap in [keys])", style="dim", no_wrap=True)
-        for key, description, binding_id in self._bindings:
+        for key, description, binding_id in self._rows:
             table.add_row(key, description, binding_id)
         with VerticalScroll():
             yield Static(table)

@@ -1,0 +1,135 @@
+"""The real app under Pilot, over a real engine, store and replay."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from textual.widgets import Input
+
+from tests.tui.conftest import settle
+from tui.app import TapedeckApp
+from tui.screens.help import HelpScreen
+from tui.screens.symbol_search import SymbolSearch
+from tui.widgets.quote_board import QuoteBoard
+from tui.widgets.status_bar import StatusBar
+
+
+async def test_the_board_shows_the_active_watchlist(make_app: Callable[..., TapedeckApp]) -> None:
+    app = make_app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        screen = await settle(pilot)
+        board = screen.query_one(QuoteBoard)
+        assert board.symbols == ["AAPL", "MSFT", "JPM"]
+        assert board.selected_symbol == "AAPL"
+        assert screen.query_one(StatusBar).status is not None
+        assert not screen.compact
+
+
+async def test_add_and_remove_a_symbol(make_app: Callable[..., TapedeckApp]) -> None:
+    app = make_app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        screen = await settle(pilot)
+        await pilot.press("slash")
+        assert isinstance(app.screen, SymbolSearch)
+        await pilot.press(*"ibm", "enter")
+        await pilot.pause(0.3)
+        board = screen.query_one(QuoteBoard)
+        assert board.symbols[-1] == "IBM"
+        assert board.selected_symbol == "IBM"
+        await pilot.press("delete")
+        await pilot.pause(0.2)
+        assert "IBM" not in board.symbols
+
+
+async def test_an_unknown_symbol_is_explained(make_app: Callable[..., TapedeckApp]) -> None:
+    app = make_app(feed={"fallback": ""})
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot)
+        await pilot.press("slash", *"appl", "enter")
+        await pilot.pause(0.3)
+        assert isinstance(app.screen, SymbolSearch)
+        error = str(app.screen.query_one("#search-error").render())
+        assert "unknown symbol APPL" in error and "AAPL" in error
+        assert app.screen.query_one(Input).value == "appl"
+        await pilot.press("escape")
+        assert not isinstance(app.screen, SymbolSearch)
+
+
+async def test_switch_watchlist(make_app: Callable[..., TapedeckApp]) -> None:
+    app = make_app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        screen = await settle(pilot)
+        await pilot.press("right_square_bracket")
+        await pilot.pause(0.1)
+        assert screen.active_watchlist == "Energy"
+        assert screen.query_one(QuoteBoard).symbols == ["XOM", "CVX"]
+        await pilot.press("left_square_bracket")
+        await pilot.pause(0.1)
+        assert screen.active_watchlist == "Core"
+
+
+async def test_switch_theme_is_remembered(make_app: Callable[..., TapedeckApp]) -> None:
+    app = make_app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot)
+        assert app.theme == "tapedeck-dark"
+        await pilot.press("t")
+        await pilot.pause(0.2)
+        assert app.theme == "tapedeck-light"
+    again = make_app()
+    async with again.run_test(size=(120, 40)) as pilot:
+        await settle(pilot)
+        assert again.theme == "tapedeck-light"
+
+
+async def test_help_lists_every_binding(make_app: Callable[..., TapedeckApp]) -> None:
+    app = make_app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot)
+        await pilot.press("question_mark")
+        await pilot.pause(0.1)
+        assert isinstance(app.screen, HelpScreen)
+        ids = {binding_id for binding_id, *_ in app.action_catalogue()}
+        assert {"watchlist.add", "watchlist.remove", "app.quit", "board.sort",
+                "replay.pause", "chart.interval"} <= ids
+        await pilot.press("escape")
+        assert not isinstance(app.screen, HelpScreen)
+
+
+async def test_palette_reaches_actions(make_app: Callable[..., TapedeckApp]) -> None:
+    app = make_app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        screen = await settle(pilot)
+        await pilot.press("ctrl+p")
+        await pilot.pause(0.2)
+        await pilot.press(*"Watchlist: Energy")
+        await pilot.pause(0.5)
+        await pilot.press("enter")
+        await pilot.pause(0.3)
+        assert screen.active_watchlist == "Energy"
+
+
+async def test_compact_layout_at_80x24(make_app: Callable[..., TapedeckApp]) -> None:
+    app = make_app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        screen = await settle(pilot)
+        assert not screen.compact
+        await pilot.resize_terminal(80, 24)
+        await pilot.pause(0.2)
+        assert screen.compact
+        await pilot.press("2")
+        await pilot.pause(0.1)
+        assert screen.has_class("show-chart")
+        assert screen.query_one("#chart-pane").display
+        await pilot.press("1")
+        await pilot.pause(0.1)
+        assert not screen.has_class("show-chart")
+
+
+async def test_keys_can_be_remapped(make_app: Callable[..., TapedeckApp]) -> None:
+    app = make_app(keys={"app.theme": "ctrl+y"})
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot)
+        await pilot.press("ctrl+y")
+        await pilot.pause(0.2)
+        assert app.theme == "tapedeck-light"
