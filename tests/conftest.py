@@ -28,7 +28,7 @@ def isolated_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Pat
     return home
 
 
-def make_settings(tmp_path: Path, **sections: dict[str, object]) -> "Settings":
+def make_settings(tmp_path: Path, **sections: dict[str, object]) -> Settings:
     """Settings for a test: its own database, a paused replay at a fixed moment, no
     tick flashes (so screens are deterministic)."""
     from core.config import Settings
@@ -50,5 +50,5 @@ def make_settings(tmp_path: Path, **sections: dict[str, object]) -> "Settings":
 
 
 @pytest.fixture
-def settings(tmp_path: Path) -> "Settings":
+def settings(tmp_path: Path) -> Settings:
     return make_settings(tmp_path)

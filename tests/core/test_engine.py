@@ -64,7 +64,8 @@ async def test_trades_build_minute_bars(engine: Engine) -> None:
                    Trade("JPM", base + 3, 99.0, 10), Trade("JPM", base + 60_000_000_000, 98, 5)])
     bars = engine.changes(cursor).bars
     built = [b for b in bars if b.ts_ns == base]
-    assert built and (built[0].open, built[0].high, built[0].low, built[0].close) == (
+    assert built
+    assert (built[0].open, built[0].high, built[0].low, built[0].close) == (
         100.0, 101.0, 99.0, 99.0)
     assert built[0].volume == 30
 
@@ -102,7 +103,7 @@ async def test_unknown_symbol_is_refused_with_suggestions(tmp_path: Path) -> Non
     engine = await Engine.open(make_settings(tmp_path, feed={"fallback": ""}))
     await engine.start()
     try:
-        with pytest.raises(CommandError, match="unknown symbol APPL.*AAPL"):
+        with pytest.raises(CommandError, match=r"unknown symbol APPL.*AAPL"):
             await engine.add_symbol("Core", "APPL")
         with pytest.raises(CommandError, match="no watchlist"):
             await engine.add_symbol("Nope", "IBM")
@@ -151,5 +152,5 @@ async def test_a_failing_feed_is_restarted_with_backoff(tmp_path: Path) -> None:
 async def test_a_second_engine_on_the_same_database_is_refused(engine: Engine) -> None:
     from core.store import StoreLockedError
 
-    with pytest.raises(StoreLockedError, match="test.sqlite"):
+    with pytest.raises(StoreLockedError, match=r"test\.sqlite"):
         await Engine.open(engine.settings)

@@ -80,8 +80,10 @@ async def test_catch_up_gives_the_session_so_far_then_the_quote() -> None:
 async def test_symbols_outside_the_bundle() -> None:
     feed = make_feed()
     found = await feed.validate(["AAPL", "ZZZZ", "not a symbol"])
-    assert found["AAPL"] is not None and found["AAPL"].source == "replay"
-    assert found["ZZZZ"] is not None and found["ZZZZ"].source == "sim"
+    assert found["AAPL"] is not None
+    assert found["AAPL"].source == "replay"
+    assert found["ZZZZ"] is not None
+    assert found["ZZZZ"].source == "sim"
     assert found["not a symbol"] is None
     strict = make_feed(synthetic=None)
     assert (await strict.validate(["ZZZZ"]))["ZZZZ"] is None

@@ -49,7 +49,8 @@ async def test_an_unknown_symbol_is_explained(make_app: Callable[..., TapedeckAp
         await pilot.pause(0.3)
         assert isinstance(app.screen, SymbolSearch)
         error = str(app.screen.query_one("#search-error").render())
-        assert "unknown symbol APPL" in error and "AAPL" in error
+        assert "unknown symbol APPL" in error
+        assert "AAPL" in error
         assert app.screen.query_one(Input).value == "appl"
         await pilot.press("escape")
         assert not isinstance(app.screen, SymbolSearch)
