@@ -275,7 +275,11 @@ class WorkstationScreen(Screen[None]):
             if result.source == "sim":
                 message += " (not in the replay data: synthetic prices)"
             self.notify(message, severity="warning" if result.source == "sim" else "information")
-            self._pending_select = result.symbol
+            board = self.query_one(QuoteBoard)
+            if result.symbol in board.symbols:
+                board.cursor = board.symbols.index(result.symbol)
+            else:  # selected when the engine's watchlist change arrives
+                self._pending_select = result.symbol
 
         self.app.push_screen(SymbolSearch(self.client, watchlist.name), added)
 
