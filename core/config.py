@@ -136,7 +136,8 @@ class FeedSettings(_Section):
 class ReplaySettings(_Section):
     start: date = Field(default=date(2019, 1, 2), description="First trading day to replay.")
     start_time: dt_time = Field(
-        default=dt_time(9, 30), description="New York time of day the first replayed day starts."
+        default=dt_time(9, 30),
+        description="New York time of day the first replayed day starts, 09:30 to 16:00.",
     )
     day_seconds: float = Field(
         default=240.0, gt=0, description="Wall-clock seconds one 6.5-hour trading day takes."
@@ -150,6 +151,13 @@ class ReplaySettings(_Section):
     seed: int = Field(default=7, description="Seed for the intraday path between daily bars.")
     resume: bool = Field(default=True, description="Continue from where the last session stopped.")
     paused: bool = Field(default=False, description="Start paused.")
+
+    @field_validator("start_time")
+    @classmethod
+    def _in_session(cls, value: dt_time) -> dt_time:
+        if not dt_time(9, 30) <= value <= dt_time(16, 0) or value.tzinfo is not None:
+            raise ValueError("expected a New York time of day from 09:30 to 16:00, such as 11:00")
+        return value
 
 
 class SimSettings(_Section):
@@ -348,19 +356,19 @@ def _env_key_path(parts: list[str]) -> tuple[str, ...]:
     annotation: Any = Settings
     for part in parts:
         if _is_model(annotation):
-            part = part.lower()
-            info = annotation.model_fields.get(part)
+            name = part.lower()
+            info = annotation.model_fields.get(name)
             annotation = info.annotation if info is not None else None
         else:
-            annotation = _element(annotation)
-        key_path.append(part)
+            name, annotation = part, _element(annotation)
+        key_path.append(name)
     return tuple(key_path)
 
 
 def _parse_env_value(raw: str, key_path: tuple[str, ...]) -> Any:
     target = _target(key_path)
     kind = _unwrap(target[0]) if target is not None else None
-    if kind in (str, Path, date):
+    if kind in (str, Path, date, dt_time):
         return raw  # a profile named 123 stays the text "123"
     try:
         return json.loads(raw)
@@ -462,6 +470,8 @@ def _describe(annotation: Any, info: FieldInfo | None) -> str:
         return "non-empty text" if "MinLen" in bounds else "text"
     if kind is date:
         return "a date such as 2019-01-02"
+    if kind is dt_time:
+        return "a time of day such as 11:00"
     if kind is Path:
         return "a file path"
     if get_origin(kind) is Literal:
@@ -489,6 +499,8 @@ def _shown(value: Any) -> str:
         return "true" if value else "false"
     if isinstance(value, dict):
         return "a table"
+    if isinstance(value, date | dt_time):
+        return value.isoformat()
     return repr(value)
 
 
@@ -545,7 +557,7 @@ def _toml_value(value: Any) -> str:
         return "true" if value else "false"
     if isinstance(value, int | float):
         return repr(value)
-    if isinstance(value, date):
+    if isinstance(value, date | dt_time):
         return value.isoformat()
     if isinstance(value, list):
         return "[" + ", ".join(_toml_value(item) for item in value) + "]"
@@ -598,7 +610,7 @@ def _is_secret(name: str) -> bool:
 def _redact(data: Any) -> Any:
     if isinstance(data, dict):
         return {
-            key: "***" if _is_secret(str(key)) and data[key] not in (None, "") else _redact(value)
+            key: "***" if _is_secret(str(key)) and value not in (None, "") else _redact(value)
             for key, value in data.items()
         }
     if isinstance(data, list):

@@ -24,12 +24,11 @@ import logging
 import os
 import sqlite3
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Self
 
 import aiosqlite
 import platformdirs
@@ -286,15 +285,10 @@ class Store:
     def read_only(self) -> bool:
         return self._writer is None
 
-    async def __aenter__(self) -> Store:
+    async def __aenter__(self) -> Self:
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc_info: object) -> None:
         await self.close()
 
     # -- writing -------------------------------------------------------------------------
@@ -402,11 +396,16 @@ class Store:
 
     # -- reading -------------------------------------------------------------------------
 
+    def _reading(self) -> aiosqlite.Connection:
+        if self._closed:
+            raise StoreError(self._path, f"{self._path} is closed")
+        return self._reader
+
     async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
-        return list(await self._reader.execute_fetchall(sql, tuple(params)))
+        return list(await self._reading().execute_fetchall(sql, tuple(params)))
 
     async def fetchone(self, sql: str, params: Sequence[Any] = ()) -> sqlite3.Row | None:
-        async with self._reader.execute(sql, tuple(params)) as cursor:
+        async with self._reading().execute(sql, tuple(params)) as cursor:
             row: sqlite3.Row | None = await cursor.fetchone()
             return row
 
@@ -468,11 +467,8 @@ class Store:
 
     async def save_watchlist(self, name: str, symbols: Sequence[str], position: int) -> None:
         """Create or replace a watchlist and its symbols in one transaction."""
-        seen: set[str] = set()
-        for symbol in symbols:
-            if symbol in seen:
-                raise ValueError(f"{symbol} appears twice in watchlist {name!r}")
-            seen.add(symbol)
+        if repeated := [s for s, count in Counter(symbols).items() if count > 1]:
+            raise ValueError(f"{', '.join(repeated)} appears twice in watchlist {name!r}")
         statements: list[tuple[str, Sequence[Any]]] = [
             (
                 "INSERT INTO watchlists (name, position) VALUES (?, ?) "

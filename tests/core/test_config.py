@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from datetime import date
+from datetime import date, time
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +41,7 @@ def test_no_file_gives_defaults(tmp_path: Path) -> None:
     assert settings.feed.provider == "replay"
     assert settings.feed.fallback == "sim"
     assert settings.replay.start == date(2019, 1, 2)
+    assert settings.replay.start_time == time(9, 30)
     assert settings.replay.day_seconds == 240.0
     assert settings.replay.steps_per_day == 1560
     assert settings.sim.seed == 42
@@ -80,6 +81,7 @@ def test_file_values(tmp_path: Path) -> None:
         fallback = ""
         [replay]
         start = 2020-03-02
+        start_time = 11:15:00
         day_seconds = 60
         paused = true
         [ui]
@@ -100,6 +102,7 @@ def test_file_values(tmp_path: Path) -> None:
     assert settings.feed.provider == "sim"
     assert settings.feed.fallback == ""
     assert settings.replay.start == date(2020, 3, 2)
+    assert settings.replay.start_time == time(11, 15)
     assert settings.replay.day_seconds == 60.0
     assert settings.replay.paused is True
     assert settings.ui.timezone == "local"
@@ -153,6 +156,12 @@ def test_wrong_type_names_file_and_key(tmp_path: Path) -> None:
         ),
         ("[replay]\nresume = 'maybe'", "replay.resume: expected true or false, got 'maybe'"),
         ("[replay]\nstart = 'soon'", "replay.start: expected a date such as 2019-01-02"),
+        ("[replay]\nstart_time = 'noon'", "replay.start_time: expected a time of day"),
+        (
+            "[replay]\nstart_time = 08:00:00",
+            "replay.start_time: expected a New York time of day from 09:30 to 16:00, such as "
+            "11:00, got 08:00:00",
+        ),
         ("[ui]\nrefresh_hz = 100", "ui.refresh_hz: expected a number from 1 to 60, got 100"),
         ("[ui]\ntheme = ''", "ui.theme: expected non-empty text, got ''"),
         ("[ui]\nflash_ms = -1", "ui.flash_ms: expected a whole number from 0 to 5000, got -1"),
@@ -225,6 +234,7 @@ def test_env_overrides_nested_keys(tmp_path: Path) -> None:
     path = write(tmp_path, "[replay]\nday_seconds = 100\nseed = 3\n")
     environ = {
         "TAPEDECK_REPLAY__DAY_SECONDS": "60",
+        "TAPEDECK_REPLAY__START_TIME": "11:00",
         "tapedeck_replay__paused": "true",
         "TAPEDECK_UI__THEME": "tapedeck-light",
         "TAPEDECK_WATCHLISTS__Mine": '["aapl", "msft"]',
@@ -238,6 +248,7 @@ def test_env_overrides_nested_keys(tmp_path: Path) -> None:
     assert settings.replay.day_seconds == 60.0  # the variable beats the file
     assert settings.replay.seed == 3  # the file still counts for other keys
     assert settings.replay.paused is True
+    assert settings.replay.start_time == time(11, 0)
     assert settings.ui.theme == "tapedeck-light"
     assert settings.store.profile == "123"  # text fields are never read as JSON
     assert settings.keys == {"quit": "q"}
@@ -279,7 +290,7 @@ def test_default_config_text_loads_back_to_the_defaults(tmp_path: Path) -> None:
     assert load_settings(write(tmp_path, text), environ={}) == Settings()
 
 
-def test_redaction_hides_secrets_at_any_depth(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_redaction_hides_secrets_at_any_depth() -> None:
     class BrokerSettings(config_module._Section):
         name: str = "paper"
         api_key: str = "AKIA-123"

@@ -305,6 +305,8 @@ async def test_close_commits_pending_writes_and_refuses_new_ones(db_path: Path) 
     await store.close()  # twice is harmless
     with pytest.raises(StoreError, match="closed"):
         store.submit(AUDIT_INSERT, (0, "late", "m"))
+    with pytest.raises(StoreError, match="closed"):
+        await store.fetchall("SELECT 1")
     async with await Store.open(db_path) as reopened:
         count = await reopened.fetchone("SELECT count(*) FROM audit_log")
         assert count is not None
