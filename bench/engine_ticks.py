@@ -28,6 +28,8 @@ import sys
 import time
 from datetime import UTC, datetime
 
+from workload import symbol_names
+
 from core.market import MarketState
 from core.model import NS_PER_SECOND, Instrument, Quote, Trade
 
@@ -35,17 +37,6 @@ SYMBOLS = 500
 BATCH = 1_000
 QUOTES_PER_TRADE = 3
 TARGET_QUOTES_PER_S = 250_000
-
-
-def symbol_names(count: int) -> list[str]:
-    letters = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
-    names = []
-    for i in range(count):
-        a, rest = divmod(i, 26 ** 3)
-        b, rest = divmod(rest, 26 ** 2)
-        c, d = divmod(rest, 26)
-        names.append(letters[a] + letters[b] + letters[c] + letters[d])
-    return names
 
 
 def build_raw(symbols: list[str], batches: int, seed: int) -> tuple[list[list[tuple]], int]:

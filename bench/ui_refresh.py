@@ -33,6 +33,8 @@ import time
 from collections import deque
 from pathlib import Path
 
+from workload import symbol_names
+
 os.environ["TEXTUAL_ANIMATIONS"] = "none"
 
 SYMBOLS = 500
@@ -42,17 +44,6 @@ REFRESH_HZ = 10.0
 SCREEN = (200, 60)
 PENDING_CAP = 256  # per visible symbol: quotes not yet drawn (25 s of one symbol)
 TARGETS = {"p99_ms_max": 150.0, "cpu_share_max": 0.40, "rss_mb_max": 250.0}
-
-
-def symbol_names(count: int) -> list[str]:
-    letters = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
-    names = []
-    for i in range(count):
-        a, rest = divmod(i, 26 ** 3)
-        b, rest = divmod(rest, 26 ** 2)
-        c, d = divmod(rest, 26)
-        names.append(letters[a] + letters[b] + letters[c] + letters[d])
-    return names
 
 
 def isolate(home: Path) -> None:

@@ -350,7 +350,7 @@ class BundledDailyBars:
             zlib.error,
             EOFError,
             OSError,
-            NotImplementedError,
+            NotImplementedError,  # zipfile: a compression method it cannot decode
             ValueError,  # the CSV parser's errors, and undecodable text
         ) as error:
             # zipfile, its decompressors and the CSV parser each raise their own types for
