@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import math
 import threading
+from collections import OrderedDict
 from datetime import date, timedelta
 
 import numpy as np
@@ -49,6 +50,10 @@ OVERNIGHT_SHARE = 0.3
 # How far high and low reach beyond the body of the bar, in daily volatilities.
 WICK_SCALE = 0.5
 MIN_PRICE = 0.01
+# Generated frames kept for repeat requests. Consumers that stream a symbol keep their own
+# arrays, so an unbounded cache would hold every symbol ever asked for twice (about 70 KB
+# each: tens of MB for a 500-symbol synthetic universe); regenerating one takes a few ms.
+FRAME_CACHE_SIZE = 64
 
 
 def _key(*parts: object) -> int:
@@ -125,7 +130,7 @@ class SyntheticDailyBars:
         self._lock = threading.Lock()
         self._sessions: list[date] = []
         self._market: tuple[FloatArray, FloatArray] | None = None  # returns, regime
-        self._frames: dict[str, pd.DataFrame] = {}
+        self._frames: OrderedDict[str, pd.DataFrame] = OrderedDict()
 
     def load(self, symbol: str, start: date, end: date) -> pd.DataFrame:
         """Bars of the sessions from start to end inclusive."""
@@ -140,6 +145,10 @@ class SyntheticDailyBars:
             ):
                 frame = self._generate(symbol, end)
                 self._frames[symbol] = frame
+                if len(self._frames) > FRAME_CACHE_SIZE:
+                    self._frames.popitem(last=False)
+            else:
+                self._frames.move_to_end(symbol)
         return frame.loc[pd.Timestamp(start) : pd.Timestamp(end)]
 
     def _sessions_through(self, end: date) -> list[date]:

@@ -106,3 +106,16 @@ def test_empty_range_gives_an_empty_frame() -> None:
     assert list(bars.columns) == list(COLUMNS)
     weekend = SyntheticDailyBars().load("AAPL", date(2019, 6, 1), date(2019, 6, 2))
     assert weekend.empty
+
+
+def test_the_frame_cache_is_bounded_and_a_regenerated_frame_is_identical() -> None:
+    from data.synthetic import FRAME_CACHE_SIZE
+
+    bars = SyntheticDailyBars(seed=5)
+    first = bars.load("QQQA", START, END).copy()
+    names = [f"Z{chr(65 + i // 26)}{chr(65 + i % 26)}" for i in range(FRAME_CACHE_SIZE + 5)]
+    for name in names:
+        bars.load(name, START, END)
+    assert len(bars._frames) == FRAME_CACHE_SIZE
+    assert "QQQA" not in bars._frames  # the least recently used went first
+    pd.testing.assert_frame_equal(bars.load("QQQA", START, END), first)
