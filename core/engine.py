@@ -88,6 +88,7 @@ class Engine:
         self._supervisor: FeedSupervisor | None = None
         self._log_handler: EngineLogHandler | None = None
         self._running = False
+        self._live = asyncio.Event()  # set once the feed has delivered its first batch
         self.log_file: Path | None = None
 
     # ------------------------------------------------------------------ lifecycle
@@ -131,6 +132,18 @@ class Engine:
         ]
         self.log(LogLevel.INFO, "engine",
                  f"{self.feed.name} feed, {len(symbols)} symbols, database {self.store.path.name}")
+
+    async def wait_until_live(self, timeout_s: float) -> bool:
+        """Wait, at most `timeout_s`, for the feed's first batch (the supervisor ingests a
+        batch in the same step that reports the feed live, so its prices are in by the
+        time this returns True). The CLI waits briefly before drawing the screen: loading
+        the first symbols alone is quicker than competing with the screen's start-up for
+        the interpreter, and the first frame then shows prices."""
+        try:
+            await asyncio.wait_for(self._live.wait(), timeout_s)
+        except TimeoutError:
+            return False
+        return True
 
     async def stop(self) -> None:
         self._running = False
@@ -442,6 +455,8 @@ class Engine:
             self.log(level, "feed", message)
         elif changed and state == FeedState.LIVE:
             self.log(LogLevel.INFO, "feed", f"{self.feed.name} feed live")
+        if state == FeedState.LIVE:
+            self._live.set()
 
     async def _watch_staleness(self) -> None:
         stale_after = self.settings.feed.stale_after_s

@@ -49,6 +49,7 @@ log = logging.getLogger(__name__)
 MINUTE_NS = 60 * NS_PER_SECOND
 SPEED_PRESETS = (0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 100.0)
 MAX_MINUTE_HISTORY_DAYS = 10
+FIRST_LOAD = 8  # symbols loaded before the stream's first batch; the rest follow
 SYNTHETIC_EPOCH = date(2015, 1, 2)
 
 
@@ -317,17 +318,29 @@ class ReplayFeed:
     # ------------------------------------------------------------------ streaming
 
     async def stream(self, symbols: Sequence[str]) -> AsyncIterator[Sequence[MarketEvent]]:
+        # The first few symbols (the top of the first watchlist: what the screen shows
+        # first) are loaded before the first batch; the rest load in the background and
+        # join through the catch-up, so the first prices do not wait for the whole list.
         wanted = [s for s in symbols if s not in self._symbols]
-        if wanted:
-            await self.subscribe(wanted)
-        self._pending_catchup |= set(symbols) & set(self._symbols)
-        last_wall = time.monotonic()
-        yield self._catch_up()
-        while True:
-            await asyncio.sleep(self._tick_s)
-            now = time.monotonic()
-            elapsed, last_wall = now - last_wall, now
-            yield self.advance(elapsed)
+        first, rest = wanted[:FIRST_LOAD], wanted[FIRST_LOAD:]
+        if first:
+            await self.subscribe(first)
+        loader = asyncio.create_task(self.subscribe(rest), name="replay-load") if rest else None
+        try:
+            self._pending_catchup |= set(symbols) & set(self._symbols)
+            last_wall = time.monotonic()
+            yield self._catch_up()
+            while True:
+                await asyncio.sleep(self._tick_s)
+                now = time.monotonic()
+                elapsed, last_wall = now - last_wall, now
+                if loader is not None and loader.done():
+                    loader.result()  # a loading error ends the stream: the supervisor restarts it
+                    loader = None
+                yield self.advance(elapsed)
+        finally:
+            if loader is not None:
+                loader.cancel()
 
     def advance(self, wall_seconds: float) -> list[MarketEvent]:
         """Move the replay forward by `wall_seconds` of wall time; return the events

@@ -154,3 +154,16 @@ async def test_a_second_engine_on_the_same_database_is_refused(engine: Engine) -
 
     with pytest.raises(StoreLockedError, match=r"test\.sqlite"):
         await Engine.open(engine.settings)
+
+
+async def test_wait_until_live_returns_with_prices_in_or_times_out(tmp_path: Path) -> None:
+    engine = await Engine.open(make_settings(tmp_path))
+    try:
+        assert not await engine.wait_until_live(0.05)  # not started: never live
+        await engine.start()
+        assert await engine.wait_until_live(10.0)
+        assert engine.status().feed_state == FeedState.LIVE
+        # The batch that made the feed live is already applied.
+        assert any(r.last == r.last for r in engine.snapshot().rows.values())
+    finally:
+        await engine.stop()

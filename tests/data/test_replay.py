@@ -123,3 +123,24 @@ def test_seek_resumes_inside_a_session() -> None:
     feed.seek(int(target.timestamp()) * NS_PER_SECOND)
     assert feed.session == date(2019, 6, 3)
     assert feed.expects_updates()
+
+
+async def test_the_stream_starts_with_the_first_symbols_and_the_rest_join() -> None:
+    """The first batch does not wait for a long watchlist: the first FIRST_LOAD symbols
+    come in it, the others join through the catch-up as their data loads."""
+    from data.replay import FIRST_LOAD
+
+    feed = make_feed(paused=True)
+    symbols = ["AAPL", "MSFT", "JPM", "XOM", "CVX", "KO", "PEP", "WMT", "HD", "INTC", "CSCO"]
+    assert len(symbols) > FIRST_LOAD
+    stream = feed.stream(symbols)
+    first = await anext(stream)
+    quoted = {e.symbol for e in first if isinstance(e, Quote)}
+    assert quoted == set(symbols[:FIRST_LOAD])
+    later: set[str] = set()
+    for _ in range(200):
+        later |= {e.symbol for e in await anext(stream) if isinstance(e, Quote)}
+        if later >= set(symbols[FIRST_LOAD:]):
+            break
+    assert later == set(symbols[FIRST_LOAD:])
+    await stream.aclose()
