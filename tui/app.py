@@ -6,17 +6,18 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import tzinfo
-from zoneinfo import ZoneInfo
+from typing import ClassVar
 
 from textual.app import App
 from textual.binding import Binding, BindingType
+from textual.dom import DOMNode
 
 from core.client import EngineClient, InProcessEngineClient
 from core.clock import Clock
 from core.config import Settings
 from core.engine import Engine
 from themes import DEFAULT_THEME, STYLESHEET, THEMES
+from tui import format as fmt
 from tui.commands import WorkstationCommands
 from tui.screens.help import HelpScreen
 from tui.screens.workstation import WorkstationScreen
@@ -24,23 +25,11 @@ from tui.screens.workstation import WorkstationScreen
 THEME_SETTING_KEY = "ui.theme"
 
 
-def _display_zone(settings: Settings) -> tuple[tzinfo, str]:
-    if settings.ui.timezone == "local":
-        from datetime import datetime
-
-        local = datetime.now().astimezone().tzinfo
-        assert local is not None
-        return local, datetime.now().astimezone().strftime("%Z")
-    zone = ZoneInfo(settings.ui.timezone)
-    label = "ET" if settings.ui.timezone == "America/New_York" else settings.ui.timezone
-    return zone, label
-
-
 class TapedeckApp(App[int]):
     TITLE = "tapedeck"
     CSS_PATH = STYLESHEET
     COMMANDS = App.COMMANDS | {WorkstationCommands}
-    BINDINGS: list[BindingType] = [
+    BINDINGS: ClassVar[list[BindingType]] = [
         Binding("q", "quit", "Quit", id="app.quit"),
         Binding("question_mark,f1", "help", "Help", id="app.help"),
         Binding("ctrl+p", "command_palette", "Commands", id="app.palette"),
@@ -53,20 +42,34 @@ class TapedeckApp(App[int]):
         client: EngineClient | None = None,
         *,
         wall_clock: Clock | None = None,
+        tune_gc: bool = False,
     ) -> None:
         """With no `client`, the app runs its own in-process engine for the life of the
         app (the tests do this); the CLI opens the engine first so that a database
-        error is reported before the screen is taken over."""
+        error is reported before the screen is taken over.
+
+        `tune_gc`: this app is the process (the CLI's case, not a test's): once the first
+        quotes are on screen, freeze the start-up heap and raise the collector's
+        thresholds (`core.runtime.settle_heap`)."""
         super().__init__()
         self.settings = settings
+        self._tune_gc = tune_gc
         self._client = client
         self._wall_clock = wall_clock
         self._owned_engine: Engine | None = None
-        self.zone, self.zone_label = _display_zone(settings)
+        self.zone, self.zone_label = fmt.display_zone(settings.ui.timezone)
         self.workstation: WorkstationScreen | None = None
         self.tapedeck_themes = list(THEMES)
         for theme in THEMES.values():
             self.register_theme(theme)
+
+    def first_quotes_shown(self) -> None:
+        """The workstation has drawn its first prices: start-up is over."""
+        if self._tune_gc:
+            self._tune_gc = False
+            from core.runtime import settle_heap
+
+            self.call_after_refresh(settle_heap)
 
     @property
     def client(self) -> EngineClient:
@@ -121,10 +124,11 @@ class TapedeckApp(App[int]):
 
     def _theme_changed(self, theme: object) -> None:
         if self.workstation is not None and self.workstation.is_mounted:
+            from tui.widgets.chart import ChartPane
             from tui.widgets.quote_board import QuoteBoard
 
             self.workstation.query_one(QuoteBoard).theme_changed()
-            self.workstation.query_one("#chart-pane").refresh()
+            self.workstation.query_one(ChartPane).redraw()  # candle colours are the theme's
         if self.theme in THEMES:
             self.run_worker(self.client.set_setting(THEME_SETTING_KEY, self.theme),
                             exit_on_error=False)
@@ -138,13 +142,13 @@ class TapedeckApp(App[int]):
         self.theme = names[(index + 1) % len(names)]
         self.notify(f"theme {self.theme}")
 
-    def action_catalogue(self) -> Iterator[tuple[str, str, str, str, object]]:
+    def action_catalogue(self) -> Iterator[tuple[str, str, str, str, DOMNode]]:
         """(binding id, keys, description, action, namespace) of every bound action of
         the app, the workstation and its widgets, for the help screen and palette."""
         from tui.widgets.quote_board import QuoteBoard
 
         seen: set[str] = set()
-        sources: list[tuple[object, list[BindingType]]] = [(self, list(self.BINDINGS))]
+        sources: list[tuple[DOMNode, list[BindingType]]] = [(self, list(self.BINDINGS))]
         if self.workstation is not None:
             sources.append((self.workstation, list(self.workstation.BINDINGS)))
             if self.workstation.is_mounted:
@@ -174,6 +178,10 @@ class TapedeckApp(App[int]):
 
 
 def create_app(
-    settings: Settings, client: EngineClient | None = None, *, wall_clock: Clock | None = None
+    settings: Settings,
+    client: EngineClient | None = None,
+    *,
+    wall_clock: Clock | None = None,
+    tune_gc: bool = False,
 ) -> TapedeckApp:
-    return TapedeckApp(settings, client, wall_clock=wall_clock)
+    return TapedeckApp(settings, client, wall_clock=wall_clock, tune_gc=tune_gc)

@@ -6,7 +6,6 @@ them, so `tapedeck --help` and `tapedeck config path` answer at once.
 
 from __future__ import annotations
 
-import asyncio
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, NoReturn
@@ -17,6 +16,10 @@ from core import __version__
 
 if TYPE_CHECKING:
     from core.config import Settings
+
+# How long the workstation waits for the feed's first prices before drawing the screen
+# anyway (a network feed may take longer; the screen then fills in as prices arrive).
+FIRST_PRICES_WAIT_S = 1.0
 
 app = typer.Typer(
     name="tapedeck",
@@ -113,6 +116,8 @@ def ui(
     if replay_from:
         overrides["replay"] = {"start": replay_from, "resume": False}
     settings = load(config, profile, overrides)
+    import asyncio
+
     code = asyncio.run(_run_workstation(settings))
     raise typer.Exit(code)
 
@@ -131,9 +136,10 @@ async def _run_workstation(settings: Settings) -> int:
     engine.log_file = log_file
     try:
         await engine.start()
+        await engine.wait_until_live(FIRST_PRICES_WAIT_S)
         from tui.app import create_app
 
-        tui = create_app(settings, InProcessEngineClient(engine))
+        tui = create_app(settings, InProcessEngineClient(engine), tune_gc=True)
         await tui.run_async()
         return tui.return_code or 0
     finally:
@@ -151,14 +157,15 @@ def _log_to_file(settings: Settings) -> Path | None:
     path = Path(platformdirs.user_log_dir("tapedeck")) / f"{settings.store.profile}.log"
     root = logging.getLogger()
     root.setLevel(settings.logging.level.upper())
+    written: Path | None = path
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         handler: logging.Handler = RotatingFileHandler(path, maxBytes=5_000_000, backupCount=3)
-    except OSError:
-        handler, path = logging.NullHandler(), None
+    except OSError:  # an unwritable log dir must not stop the workstation
+        handler, written = logging.NullHandler(), None
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root.addHandler(handler)
-    return path
+    return written
 
 
 @app.command()
@@ -176,6 +183,8 @@ def quote(
     from core.store import StoreError
 
     try:
+        import asyncio
+
         rows, clock_ns, unknown = asyncio.run(fetch_quotes(settings, symbols))
     except (FeedError, StoreError, QuoteRequestError) as error:
         fail(str(error))
@@ -184,8 +193,9 @@ def quote(
 
     from tui import format as fmt
 
+    zone, _ = fmt.display_zone(settings.ui.timezone)
     table = Table(title=f"{settings.feed.provider} · "
-                  f"{fmt.clock_time(clock_ns, _zone(settings)):%Y-%m-%d %H:%M:%S %Z}")
+                  f"{fmt.clock_time(clock_ns, zone):%Y-%m-%d %H:%M:%S %Z}")
     for title in ("Symbol", "Last", "Chg", "%Chg", "Bid", "Ask", "Volume", "Day range"):
         table.add_column(title, justify="left" if title == "Symbol" else "right")
     for row in rows:
@@ -207,14 +217,6 @@ def quote(
         typer.echo(f"tapedeck: {message}", err=True)
     if unknown:
         raise typer.Exit(1)
-
-
-def _zone(settings: Settings) -> object:
-    from zoneinfo import ZoneInfo
-
-    if settings.ui.timezone == "local":
-        return None
-    return ZoneInfo(settings.ui.timezone)
 
 
 @config_app.command("path")

@@ -63,5 +63,17 @@ def sparkline(values: list[float], width: int) -> str:
     return "".join(SPARK_BLOCKS[int((v - low) * scale)] for v in values)
 
 
+def display_zone(name: str) -> tuple[tzinfo, str]:
+    """The zone times are shown in (`ui.timezone`: "local" or an IANA name) and its
+    short label for the status bar."""
+    if name == "local":
+        now = datetime.now().astimezone()
+        assert now.tzinfo is not None  # astimezone() always sets one
+        return now.tzinfo, now.strftime("%Z")
+    from zoneinfo import ZoneInfo
+
+    return ZoneInfo(name), "ET" if name == "America/New_York" else name
+
+
 def clock_time(ts_ns: int, zone: tzinfo) -> datetime:
     return datetime.fromtimestamp(ts_ns / NS_PER_SECOND, tz=zone)

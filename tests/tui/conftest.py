@@ -45,7 +45,8 @@ async def settle(pilot: Pilot[object]) -> WorkstationScreen:
         board = screen.query_one(QuoteBoard)
         chart = screen.query_one(ChartPane)
         if (board.rows and all(r.last == r.last for r in board.rows.values())
-                and chart.symbol is not None and not screen.workers):
+                and chart.symbol is not None and not screen.workers
+                and not chart.pending):
             await pilot.pause(0.05)
             return screen
     raise AssertionError("the workstation did not settle")

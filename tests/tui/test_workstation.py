@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from textual.widgets import Input
+from textual.color import Color
+from textual.pilot import Pilot
+from textual.widgets import Input, Static
 
 from tests.tui.conftest import settle
 from tui.app import TapedeckApp
 from tui.screens.help import HelpScreen
 from tui.screens.symbol_search import SymbolSearch
+from tui.widgets.chart import ChartPane, ChartPlot
 from tui.widgets.quote_board import QuoteBoard
 from tui.widgets.status_bar import StatusBar
 
@@ -134,3 +137,57 @@ async def test_keys_can_be_remapped(make_app: Callable[..., TapedeckApp]) -> Non
         await pilot.press("ctrl+y")
         await pilot.pause(0.2)
         assert app.theme == "tapedeck-light"
+
+
+def chart_colours(plot: ChartPlot) -> set[tuple[int, int, int]]:
+    """The foreground colours drawn in the plot."""
+    return {segment.style.color.triplet for strip in plot._strips for segment in strip
+            if segment.style and segment.style.color and segment.style.color.triplet}
+
+
+async def until_drawn(pilot: Pilot[object], chart: ChartPane, builds: int) -> None:
+    plot = chart.query_one(ChartPlot)
+    for _ in range(200):
+        if plot.builds > builds and not chart.pending:
+            return
+        await pilot.pause(0.02)
+    raise AssertionError("the chart was not redrawn")
+
+
+async def test_the_chart_draws_the_selected_symbol(make_app: Callable[..., TapedeckApp]) -> None:
+    app = make_app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        screen = await settle(pilot)
+        chart = screen.query_one(ChartPane)
+        plot = chart.query_one(ChartPlot)
+        caption = str(chart.query_one("#chart-caption", Static).render())
+        assert caption.startswith(" AAPL · daily")
+        assert len(plot._strips) == plot.size.height
+        drawn = "".join(segment.text for strip in plot._strips for segment in strip)
+        assert "┤" in drawn  # the price axis
+        assert "█" in drawn  # candle bodies
+        up = Color.parse(app.theme_variables["up"])
+        assert (up.r, up.g, up.b) in chart_colours(plot)
+
+        builds = plot.builds
+        await pilot.press("down")  # MSFT
+        await until_drawn(pilot, chart, builds)
+        assert str(chart.query_one("#chart-caption", Static).render()).startswith(" MSFT")
+
+        builds = plot.builds
+        await pilot.press("i")
+        await until_drawn(pilot, chart, builds)
+        assert "minute" in str(chart.query_one("#chart-caption", Static).render())
+
+
+async def test_a_new_theme_recolours_the_candles(make_app: Callable[..., TapedeckApp]) -> None:
+    app = make_app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        screen = await settle(pilot)
+        chart = screen.query_one(ChartPane)
+        plot = chart.query_one(ChartPlot)
+        builds = plot.builds
+        app.set_theme("tapedeck-contrast")
+        await until_drawn(pilot, chart, builds)
+        up = Color.parse(app.theme_variables["up"])
+        assert (up.r, up.g, up.b) in chart_colours(plot)

@@ -11,6 +11,7 @@ what changed for it.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from datetime import tzinfo
 from typing import TYPE_CHECKING
 
@@ -22,7 +23,7 @@ from textual.screen import Screen
 from textual.widgets import Footer, Tab, Tabs
 
 from core.client import CommandError, EngineClient
-from core.state import ChangeCursor, EngineDelta, EngineSnapshot, Watchlist
+from core.state import ChangeCursor, EngineDelta, EngineSnapshot, QuoteRow, Watchlist
 from tui.screens.prompt import Confirm, TextPrompt
 from tui.screens.symbol_search import AddedSymbol, SymbolSearch
 from tui.widgets.chart import ChartPane
@@ -160,14 +161,15 @@ class WorkstationScreen(Screen[None]):
         self._paused = status.paused
         self.query_one(StatusBar).status = status
 
-    def _note_first_quotes(self, rows: object) -> None:
+    def _note_first_quotes(self, rows: Iterable[QuoteRow]) -> None:
         if self.first_quotes_at is None and any(
-            row.last == row.last for row in rows  # type: ignore[attr-defined]
+            row.last == row.last for row in rows
         ):
             self.first_quotes_at = time.monotonic()
+            self.tapedeck.first_quotes_shown()
 
-    def _set_watchlists(self, watchlists: list[Watchlist] | object, active: str) -> None:
-        self.watchlists = list(watchlists)  # type: ignore[call-overload]
+    def _set_watchlists(self, watchlists: Iterable[Watchlist], active: str) -> None:
+        self.watchlists = list(watchlists)
         names = [w.name for w in self.watchlists]
         if active not in names:
             active = names[0] if names else ""

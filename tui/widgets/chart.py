@@ -1,25 +1,31 @@
 """The chart pane: candles with volume and a moving-average overlay for the selected
 symbol, daily or intraday, drawn with textual-plotext.
 
-Plotting is comparatively slow (plotext builds the whole figure), so the pane redraws at
-most `MAX_REDRAWS_PER_S` times a second however fast its symbol ticks.
+Plotting is comparatively slow (plotext builds the whole figure in Python), so the pane
+redraws at most `MAX_REDRAWS_PER_S` times a second however fast its symbol ticks, and the
+figure is built in a thread, off the event loop.
 """
 
 from __future__ import annotations
 
+import asyncio
 import math
-import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import tzinfo
+from typing import Any
 
+from plotext._dict import themes as plotext_themes
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Vertical
+from textual.strip import Strip
 from textual.widgets import Static
 from textual_plotext import PlotextPlot
 
 from core.model import Bar
 from tui import format as fmt
+from tui.ansi import ansi_to_strips
 
 MAX_REDRAWS_PER_S = 2.0
 MOVING_AVERAGE = 20
@@ -49,6 +55,118 @@ def moving_average(closes: Sequence[float], window: int) -> list[float]:
     return averages
 
 
+@dataclass(frozen=True, slots=True)
+class Figure:
+    """One frame of the chart as plain data: taken on the event loop, drawn in a thread.
+    x is the bar's position; `tick_positions` and `tick_labels` name some of them."""
+
+    width: int
+    height: int
+    theme: str  # the plotext theme name
+    opens: list[float]
+    highs: list[float]
+    lows: list[float]
+    closes: list[float]
+    average: list[tuple[int, float]]  # (position, value) where the average is defined
+    tick_positions: list[int]
+    tick_labels: list[str]
+    up: tuple[int, int, int]
+    down: tuple[int, int, int]
+    accent: tuple[int, int, int]
+
+
+class ChartPlot(PlotextPlot):
+    """A PlotextPlot that builds its figure in a worker thread and draws it line by line.
+
+    plotext composes the whole figure in pure Python (20-40 ms for a large pane), and
+    decoding its ANSI output with rich takes as long again. PlotextPlot does both in
+    `render()`, on the event loop, on every repaint. Here both happen off the loop, the
+    result is kept as strips, and `render_line` only hands them out. One build runs at a
+    time; requests made meanwhile are coalesced into one more build when it ends.
+    """
+
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self._figure: Figure | None = None
+        self._strips: list[Strip] = []
+        self._building = False
+        self._again = False
+        self.builds = 0
+
+    @property
+    def pending(self) -> bool:
+        """A figure has been asked for and is not on screen yet."""
+        return self._building
+
+    def render_line(self, y: int) -> Strip:
+        width = self.size.width
+        style = self.rich_style
+        if y >= len(self._strips):
+            return Strip.blank(width, style)
+        return self._strips[y].adjust_cell_length(width, style)
+
+    def theme_name(self) -> str:
+        """The plotext theme for the app's current theme, registered with plotext first
+        (PlotextPlot registers it on its own theme signal, which may come after ours)."""
+        name = self._get_plotext_theme_name(self.app.theme)
+        if name not in plotext_themes:
+            self._register_theme(self.app.theme)
+        return name
+
+    def draw(self, figure: Figure | None) -> None:
+        self._figure = figure
+        if figure is None:
+            self._strips = []
+            self.refresh()
+            return
+        if self._building:
+            self._again = True
+            return
+        self._building = True
+        self.run_worker(self._build_loop(), group="chart-build", exit_on_error=False)
+
+    async def _build_loop(self) -> None:
+        try:
+            while True:
+                self._again = False
+                figure = self._figure
+                if figure is None:
+                    return
+                strips = await asyncio.to_thread(self._build, figure)
+                if self._figure is None:
+                    return
+                self._strips = strips
+                self.builds += 1
+                self.refresh()
+                if not self._again:
+                    return
+        finally:
+            self._building = False
+
+    def _build(self, figure: Figure) -> list[Strip]:
+        """Runs in a thread; touches only this widget's own plotext figure."""
+        plt = self.plt
+        plt.clear_figure()
+        plt.plotsize(figure.width, figure.height)
+        plt._set_size(figure.width, figure.height)  # see PlotextPlot.render
+        plt.theme(figure.theme)
+        # Positions, not dates, on the x axis: plotext parses every date string, which
+        # costs a quarter of the build, and it would space candles by calendar time
+        # (gaps for nights and weekends) where a trader wants one slot per bar.
+        positions: list[Any] = list(range(len(figure.closes)))  # typed as dates upstream
+        plt.candlestick(
+            positions,
+            {"Open": figure.opens, "High": figure.highs, "Low": figure.lows,
+             "Close": figure.closes},
+            colors=[figure.up, figure.down],
+        )
+        if figure.average:
+            plt.plot([float(x) for x, _ in figure.average], [a for _, a in figure.average],
+                     color=figure.accent, marker="braille")
+        plt.xticks([float(x) for x in figure.tick_positions], figure.tick_labels)
+        return ansi_to_strips(plt.build().removesuffix("\n"))  # one strip per row
+
+
 class ChartPane(Vertical):
     def __init__(self, zone: tzinfo, *, id: str | None = None) -> None:
         super().__init__(id=id)
@@ -58,26 +176,31 @@ class ChartPane(Vertical):
         self._daily: list[Bar] = []
         self._minutes: list[Bar] = []
         self._dirty = False
-        self._last_draw = 0.0
+        self._drawn_size = (0, 0)
 
     def compose(self) -> ComposeResult:
         yield Static("", id="chart-caption")
-        yield PlotextPlot(id="chart-plot")
+        yield ChartPlot(id="chart-plot")
         yield Static("", id="chart-volume")
 
     def on_mount(self) -> None:
         self.border_title = "Chart"
         self.set_interval(1 / MAX_REDRAWS_PER_S, self._redraw_if_dirty)
 
+    @property
+    def pending(self) -> bool:
+        """A redraw is under way or waiting for the next tick."""
+        return self._dirty or self.query_one(ChartPlot).pending
+
     def show(self, symbol: str | None, daily: list[Bar], minutes: list[Bar]) -> None:
         self.symbol = symbol
         self._daily = daily
         self._minutes = minutes
-        self._draw()
+        self.redraw()
 
     def set_interval_mode(self, interval: str) -> None:
         self.interval = interval
-        self._draw()
+        self.redraw()
 
     def update_live(self, bar: Bar, *, completed: bool) -> None:
         """A minute bar of the charted symbol: extend the intraday series and today's
@@ -90,9 +213,14 @@ class ChartPane(Vertical):
             self._minutes.append(bar)
         self._dirty = True
 
+    def on_resize(self) -> None:
+        plot = self.query_one(ChartPlot)
+        if (plot.size.width, plot.size.height) != self._drawn_size:
+            self.redraw()
+
     def _redraw_if_dirty(self) -> None:
         if self._dirty:
-            self._draw()
+            self.redraw()
 
     def _series(self) -> list[Bar]:
         if self.interval == "1m":
@@ -111,18 +239,18 @@ class ChartPane(Vertical):
                 daily.append(candle)
         return daily
 
-    def _draw(self) -> None:
+    def redraw(self) -> None:
+        """Caption and volume now; the candles as soon as the plot thread has them."""
         self._dirty = False
-        self._last_draw = time.monotonic()
-        plot = self.query_one(PlotextPlot)
+        plot = self.query_one(ChartPlot)
+        self._drawn_size = (plot.size.width, plot.size.height)
         caption = self.query_one("#chart-caption", Static)
-        plt = plot.plt
-        plt.clear_figure()
-        variables = self.app.theme_variables
+        volume = self.query_one("#chart-volume", Static)
+        # Fixed heights in the stylesheet, so no relayout (which would repaint everything).
         if self.symbol is None:
-            caption.update(" no symbol selected")
-            self.query_one("#chart-volume", Static).update("")
-            plot.refresh()
+            caption.update(" no symbol selected", layout=False)
+            volume.update("", layout=False)
+            plot.draw(None)
             return
         series = self._series()
         width = max(20, plot.size.width - 12)
@@ -134,39 +262,34 @@ class ChartPane(Vertical):
             series = series[-max(10, width // 2):]
             label = "daily"
         if not series:
-            caption.update(f" {self.symbol} · {label} · no data yet")
-            self.query_one("#chart-volume", Static).update("")
-            plot.refresh()
+            caption.update(f" {self.symbol} · {label} · no data yet", layout=False)
+            volume.update("", layout=False)
+            plot.draw(None)
             return
         last = series[-1]
         caption.update(
             f" {self.symbol} · {label} · O {fmt.price(last.open)} H {fmt.price(last.high)} "
             f"L {fmt.price(last.low)} C {fmt.price(last.close)} V {fmt.volume(last.volume)}"
-            f" · SMA{MOVING_AVERAGE}"
+            f" · SMA{MOVING_AVERAGE}",
+            layout=False,
         )
-        closes = [b.close for b in series]
+        variables = self.app.theme_variables
         up = _rgb(variables.get("up", "#00ff00"))
         down = _rgb(variables.get("down", "#ff0000"))
         accent = _rgb(variables.get("accent", "#ffff00"))
-        plt.date_form("d/m/Y H:M:S")
-        dates = [fmt.clock_time(b.ts_ns, self.zone).strftime("%d/%m/%Y %H:%M:%S")
-                 for b in series]
-        plt.candlestick(
-            dates,
-            {"Open": [b.open for b in series], "High": [b.high for b in series],
-             "Low": [b.low for b in series], "Close": closes},
-            colors=[up, down],
-        )
-        average = moving_average(closes, MOVING_AVERAGE)
-        points = [(d, a) for d, a in zip(dates, average, strict=True) if not math.isnan(a)]
-        if points:
-            plt.plot([p[0] for p in points], [p[1] for p in points], color=accent,
-                     marker="braille")
+        closes = [b.close for b in series]
+        average = [(x, a) for x, a in enumerate(moving_average(closes, MOVING_AVERAGE))
+                   if not math.isnan(a)]
         ticks = _tick_positions(len(series), 4)
-        plt.xticks([dates[i] for i in ticks], [self._tick_label(series[i]) for i in ticks])
-        self.query_one("#chart-volume", Static).update(
-            volume_strip(series, max(10, plot.size.width - 6), up, down))
-        plot.refresh()
+        volume.update(volume_strip(series, max(10, plot.size.width - 6), up, down),
+                      layout=False)
+        plot.draw(Figure(
+            width=plot.size.width, height=plot.size.height, theme=plot.theme_name(),
+            opens=[b.open for b in series], highs=[b.high for b in series],
+            lows=[b.low for b in series], closes=closes, average=average,
+            tick_positions=ticks, tick_labels=[self._tick_label(series[i]) for i in ticks],
+            up=up, down=down, accent=accent,
+        ))
 
     def _tick_label(self, bar: Bar) -> str:
         moment = fmt.clock_time(bar.ts_ns, self.zone)

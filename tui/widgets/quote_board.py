@@ -113,6 +113,8 @@ class QuoteBoard(ScrollView, can_focus=True):
         self._flash_until: dict[str, float] = {}
         self._cache: dict[str, tuple[tuple[object, ...], Strip]] = {}
         self._styles: dict[str, Style] | None = None
+        self._combined: dict[tuple[str, ...], Style] = {}
+        self._spark_cache: dict[str, tuple[tuple[int, int], str]] = {}
         self._columns: list[tuple[Column, int]] = []
         self._layout_width = -1
         # Monotonic time each symbol's newest quote was received: the benchmark's
@@ -163,8 +165,7 @@ class QuoteBoard(ScrollView, can_focus=True):
         if self.sort_column is not None and self._reorder():
             self.refresh()
             return
-        for symbol in changed:
-            self._refresh_symbol(symbol)
+        self._refresh_symbols(changed)
 
     def add_bars(self, bars: Iterable[Bar]) -> None:
         """Completed (or in-progress) minute bars feed the session sparkline."""
@@ -173,12 +174,11 @@ class QuoteBoard(ScrollView, can_focus=True):
             closes = self.sparks.setdefault(bar.symbol, [])
             closes.append(bar.close)
             touched.add(bar.symbol)
-        for symbol in touched:
-            if symbol in self._index:
-                self._refresh_symbol(symbol)
+        self._refresh_symbols(touched)
 
     def set_session_bars(self, bars: dict[str, list[Bar]]) -> None:
         self.sparks = {symbol: [b.close for b in series] for symbol, series in bars.items()}
+        self._spark_cache.clear()
         self._cache.clear()
         self.refresh()
 
@@ -187,20 +187,31 @@ class QuoteBoard(ScrollView, can_focus=True):
         expired = [s for s, until in self._flash_until.items() if until <= now]
         for symbol in expired:
             del self._flash_until[symbol]
-            self._refresh_symbol(symbol)
+        self._refresh_symbols(expired)
 
     def theme_changed(self) -> None:
         self._styles = None
+        self._combined.clear()
         self._cache.clear()
         self.refresh()
 
-    def _refresh_symbol(self, symbol: str) -> None:
-        index = self._index.get(symbol)
-        if index is None:
-            return
-        y = index + 1 - self.scroll_offset.y
-        if 1 <= y < self.size.height:
-            self.refresh_line(y)
+    def _refresh_symbols(self, symbols: Iterable[str]) -> None:
+        """Redraw the rows of `symbols` that are on screen. Called with every symbol of a
+        pull (hundreds), so the visible window is computed once, and a mostly changed
+        screen is refreshed as one region instead of a line at a time."""
+        top = self.scroll_offset.y
+        visible_rows = self.size.height - 1  # below the header
+        lines = []
+        index_of = self._index
+        for symbol in symbols:
+            index = index_of.get(symbol)
+            if index is not None and 0 <= index - top < visible_rows:
+                lines.append(index - top + 1)
+        if len(lines) * 2 > visible_rows:
+            self.refresh()
+        else:
+            for y in lines:
+                self.refresh_line(y)
 
     def _reorder(self) -> bool:
         """Recompute the displayed order; True if it changed."""
@@ -312,14 +323,35 @@ class QuoteBoard(ScrollView, can_focus=True):
         self._layout_width = width
         return fixed
 
-    def _style(self, name: str) -> Style:
+    def _style(self, *names: str) -> Style:
+        """The rich style of component classes layered left to right ("base" is the
+        widget's own). Rows are drawn hundreds of times a second and Style addition is
+        not free, so every combination is built once per theme."""
+        combined = self._combined.get(names)
+        if combined is not None:
+            return combined
         if self._styles is None:
             self._styles = {
                 component.removeprefix("quote-board--"): self.get_component_rich_style(component)
                 for component in self.COMPONENT_CLASSES
             }
             self._styles["base"] = self.rich_style
-        return self._styles[name]
+        combined = Style.chain(*(self._styles[name] for name in names))
+        self._combined[names] = combined
+        return combined
+
+    def _sparkline(self, symbol: str, width: int) -> str:
+        """The session sparkline, rebuilt only when a bar is added or the width changes."""
+        closes = self.sparks.get(symbol)
+        if not closes:
+            return ""
+        key = (len(closes), width)
+        cached = self._spark_cache.get(symbol)
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        line = fmt.sparkline(closes, width)
+        self._spark_cache[symbol] = (key, line)
+        return line
 
     def render_line(self, y: int) -> Strip:
         width = self.size.width
@@ -347,7 +379,7 @@ class QuoteBoard(ScrollView, can_focus=True):
 
     def _render_header(self, columns: list[tuple[Column, int]], width: int) -> Strip:
         header = self._style("header")
-        sorted_style = header + self._style("sorted")
+        sorted_style = self._style("header", "sorted")
         segments = []
         for column, col_width in columns:
             title = column.title
@@ -368,58 +400,63 @@ class QuoteBoard(ScrollView, can_focus=True):
         is_cursor: bool,
         flash: bool,
     ) -> Strip:
-        base = self._style("base")
-        if is_cursor:
-            base = base + self._style("cursor")
+        base: tuple[str, ...] = ("base", "cursor") if is_cursor else ("base",)
         direction = 0
         if row is not None and not math.isnan(row.change):
             direction = 1 if row.change > 0 else -1 if row.change < 0 else 0
-        trend = self._style("up") if direction > 0 else self._style("down") if direction < 0 \
-            else self._style("muted")
-        stale = row is not None and row.stale
+        trend = "up" if direction > 0 else "down" if direction < 0 else "muted"
+        stale: tuple[str, ...] = ("stale",) if row is not None and row.stale else ()
+        gap = Segment(" ", self._style(*base))
         segments = []
+        used = 0
         for column, col_width in columns:
-            style = base
-            if row is None:
-                text = symbol if column.key == "symbol" else (
-                    "loading" if column.key == "last" else "")
-                style = base + self._style("muted")
+            used += col_width + 1
+            key = column.key
+            if key == "spark":
+                text = self._sparkline(symbol, col_width)
+                style = (*base, trend)
+            elif row is None:
+                text = symbol if key == "symbol" else "loading" if key == "last" else ""
+                style = (*base, "muted")
             else:
-                text, style = self._cell(column.key, row, col_width, base, trend, flash)
-            if stale and column.key != "symbol":
-                style = style + self._style("stale")
-            if column.key == "spark":
-                text = fmt.sparkline(self.sparks.get(symbol, []), col_width)
-                style = base + trend
+                text, style = self._cell(key, row, base, trend, flash)
+                if key != "symbol":
+                    style = (*style, *stale)
             cell = text.rjust(col_width) if column.right else text.ljust(col_width)
-            segments.append(Segment(cell[:col_width], style))
-            segments.append(Segment(" ", base))
-        return Strip(segments).adjust_cell_length(width, base)
+            segments.append(Segment(cell[:col_width], self._style(*style)))
+            segments.append(gap)
+        # Every cell is padded to its width in single-cell glyphs, so the row's length is
+        # known: padding it here spares Strip measuring each segment again.
+        if used < width:
+            segments.append(Segment(" " * (width - used), self._style(*base)))
+        elif used > width:
+            return Strip(segments).adjust_cell_length(width, self._style(*base))
+        return Strip(segments, width)
 
+    @staticmethod
     def _cell(
-        self, key: str, row: QuoteRow, width: int, base: Style, trend: Style, flash: bool
-    ) -> tuple[str, Style]:
+        key: str, row: QuoteRow, base: tuple[str, ...], trend: str, flash: bool
+    ) -> tuple[str, tuple[str, ...]]:
+        """A cell's text and the names of its styles."""
         if key == "symbol":
             marker = " ⚠" if row.stale else "*" if row.source == "sim" else ""
-            style = base + self._style("symbol")
-            if row.stale:
-                style = style + self._style("stale")
-            return row.symbol + marker, style
+            return row.symbol + marker, (*base, "symbol", "stale") if row.stale else (
+                *base, "symbol")
         if key == "last":
-            style = base + trend
             if flash and row.tick:
-                style = style + self._style("flash-up" if row.tick > 0 else "flash-down")
-            return fmt.price(row.last), style
+                return fmt.price(row.last), (
+                    *base, trend, "flash-up" if row.tick > 0 else "flash-down")
+            return fmt.price(row.last), (*base, trend)
         if key == "change":
-            return fmt.signed(row.change), base + trend
+            return fmt.signed(row.change), (*base, trend)
         if key == "pct_change":
-            return fmt.percent(row.pct_change), base + trend
+            return fmt.percent(row.pct_change), (*base, trend)
         if key == "bid":
-            return fmt.price(row.bid), base + self._style("bid")
+            return fmt.price(row.bid), (*base, "bid")
         if key == "ask":
-            return fmt.price(row.ask), base + self._style("ask")
+            return fmt.price(row.ask), (*base, "ask")
         if key == "volume":
             return fmt.volume(row.volume), base
         if key == "range":
-            return fmt.day_range(row.day_low, row.day_high), base + self._style("muted")
+            return fmt.day_range(row.day_low, row.day_high), (*base, "muted")
         return "", base
