@@ -12,7 +12,7 @@ help:
 	@echo "make run    start the workstation on the bundled replay"
 	@echo "make test   ruff, mypy and the test suite"
 	@echo "make lint   ruff and mypy only"
-	@echo "make bench  run the benchmarks (bench/*.py), one JSON line each"
+	@echo "make bench  run the benchmarks (bench/[!_]*.py), one JSON line each"
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "tapedeck needs Python 3.11 or newer (set PYTHON=python3.11)")'
@@ -32,7 +32,7 @@ test: lint
 	$(BIN)/python -m pytest -q
 
 bench: $(STAMP)
-	@for script in bench/*.py; do $(BIN)/python $$script || exit 1; done
+	@for script in bench/[!_]*.py; do $(BIN)/python $$script || exit 1; done
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

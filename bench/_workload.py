@@ -1,4 +1,5 @@
-"""Shared by the benchmarks: the synthetic symbol universe they load."""
+"""Shared by the benchmarks: the synthetic symbol universe they load, and how much of
+the machine the hypervisor took while they ran."""
 
 from __future__ import annotations
 
@@ -14,3 +15,29 @@ def symbol_names(count: int) -> list[str]:
         c, d = divmod(rest, 26)
         names.append(LETTERS[a] + LETTERS[b] + LETTERS[c] + LETTERS[d])
     return names
+
+
+class StealMeter:
+    """The share of CPU time the hypervisor gave to other guests while a benchmark ran
+    (`steal` in /proc/stat, Linux only). On a shared virtual machine it explains a slow
+    run: a figure measured with 20% steal is not comparable with one measured with none."""
+
+    def __init__(self) -> None:
+        self._start = self._read()
+
+    @staticmethod
+    def _read() -> tuple[int, int] | None:
+        try:
+            with open("/proc/stat") as stat:
+                fields = [int(x) for x in stat.readline().split()[1:]]
+        except (OSError, ValueError):
+            return None
+        if len(fields) < 8:
+            return None
+        return fields[7], sum(fields[:8])  # steal, total (user..steal)
+
+    def share(self) -> float | None:
+        end = self._read()
+        if self._start is None or end is None or end[1] <= self._start[1]:
+            return None
+        return round((end[0] - self._start[0]) / (end[1] - self._start[1]), 3)

@@ -28,7 +28,7 @@ import sys
 import time
 from datetime import UTC, datetime
 
-from workload import symbol_names
+from _workload import StealMeter, symbol_names
 
 from core.market import MarketState
 from core.model import NS_PER_SECOND, Instrument, Quote, Trade
@@ -128,6 +128,7 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=15)
     args = parser.parse_args()
 
+    steal = StealMeter()
     symbols = symbol_names(SYMBOLS)
     raw_batches, start = build_raw(symbols, args.batches, seed=1)
     batches = [adapt(raw) for raw in raw_batches]
@@ -200,6 +201,7 @@ def main() -> None:
             "platform": platform.platform(),
         },
     }
+    result["host_cpu_steal_share"] = steal.share()
     json.dump(result, sys.stdout)
     sys.stdout.write("\n")
 
