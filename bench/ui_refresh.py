@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import os
 import random
@@ -227,7 +228,12 @@ async def run(seconds: float, home: Path) -> dict[str, object]:
             setup_s = time.monotonic() - setup_t0
             board = app.workstation.query_one(QuoteBoard)
             board.render_probe = probe
-            await pilot.pause(0.5)  # let the first frames settle
+            # Let the first frames settle, and start-up finish: the app settles the heap
+            # (core.runtime.settle_heap) once the first quotes are on screen.
+            await pilot.pause(0.5)
+            from core.runtime import GC_THRESHOLDS
+            while gc.get_threshold() != GC_THRESHOLDS and time.monotonic() < deadline:
+                await pilot.pause(0.05)
             visible_rows = max(0, min(len(board.symbols), board.size.height - 1))
             top = board.scroll_offset.y
             visible = board.symbols[top: top + visible_rows]
