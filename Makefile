@@ -6,13 +6,14 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: run test lint bench clean help
+.PHONY: run test lint bench screenshot clean help
 
 help:
 	@echo "make run    start the workstation on the bundled replay"
 	@echo "make test   ruff, mypy and the test suite"
 	@echo "make lint   ruff and mypy only"
 	@echo "make bench  run the benchmarks (bench/[!_]*.py), one JSON line each"
+	@echo "make screenshot  save docs/workstation.svg from the app"
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "tapedeck needs Python 3.11 or newer (set PYTHON=python3.11)")'
@@ -33,6 +34,9 @@ test: lint
 
 bench: $(STAMP)
 	@for script in bench/[!_]*.py; do $(BIN)/python $$script || exit 1; done
+
+screenshot: $(STAMP)
+	$(BIN)/python docs/make_screenshot.py docs/workstation.svg
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
