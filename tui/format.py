@@ -31,22 +31,34 @@ def percent(value: float) -> str:
     return f"{arrow}{abs(value):.2f}%" if value else f" {0:.2f}%"
 
 
+VOLUME_UNITS = ((1e9, "B"), (1e6, "M"), (1e3, "K"))
+
+
 def volume(value: float) -> str:
+    """Three significant figures and a unit: 950, 12.3K, 1.00M. The unit is chosen after
+    rounding, so 999,700 is 1.00M, not 1000K."""
     if math.isnan(value) or value <= 0:
         return DASH if math.isnan(value) else "0"
-    for divisor, suffix in ((1e9, "B"), (1e6, "M"), (1e3, "K")):
-        if value >= divisor:
-            return f"{value / divisor:.2f}{suffix}" if value < divisor * 10 else (
-                f"{value / divisor:.1f}{suffix}" if value < divisor * 100 else
-                f"{value / divisor:.0f}{suffix}"
-            )
+    for divisor, suffix in VOLUME_UNITS:
+        if value >= divisor * 0.9995:
+            scaled = value / divisor
+            digits = 2 if scaled < 9.995 else 1 if scaled < 99.95 else 0
+            return f"{scaled:.{digits}f}{suffix}"
     return f"{value:.0f}"
 
 
 def day_range(low: float, high: float) -> str:
+    """low-high in at most 16 cells for prices below 10,000: no thousands separators, and
+    no cents from 10,000 up."""
     if math.isnan(low) or math.isnan(high):
         return DASH
-    return f"{price(low)}-{price(high)}"
+    return f"{_compact_price(low)}-{_compact_price(high)}"
+
+
+def _compact_price(value: float) -> str:
+    if abs(value) < 1:
+        return f"{value:.4f}"
+    return f"{value:.2f}" if abs(value) < 10_000 else f"{value:.0f}"
 
 
 def sparkline(values: list[float], width: int) -> str:
