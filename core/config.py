@@ -16,11 +16,9 @@ no pandas, textual or aiosqlite.
 
 from __future__ import annotations
 
-import difflib
 import json
 import os
 import re
-import textwrap
 import tomllib
 import types
 from collections.abc import Iterator, Mapping
@@ -30,7 +28,6 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-import annotated_types
 import platformdirs
 from pydantic import (
     AfterValidator,
@@ -57,8 +54,8 @@ DEFAULT_WATCHLISTS: dict[str, list[str]] = {
 }
 
 _PROFILE_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-_BARE_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
-_SECRET_WORDS = frozenset({"key", "secret", "token", "password", "passwd", "passphrase"})
+
+
 
 
 class ConfigError(Exception):
@@ -281,7 +278,7 @@ def load_settings(path: Path | None = None, environ: Mapping[str, str] | None = 
     overrides = list(_env_entries(env))
     for _, key_path, value in overrides:
         field = Settings.model_fields.get(key_path[0])
-        if field is not None and key_path[0] not in data and not _is_model(field.annotation):
+        if field is not None and key_path[0] not in data and not is_model(field.annotation):
             # A variable overrides one entry of a table such as [watchlists]; the rest of
             # the table is still the default, not empty.
             data[key_path[0]] = _copy(field.get_default(call_default_factory=True))
@@ -289,7 +286,10 @@ def load_settings(path: Path | None = None, environ: Mapping[str, str] | None = 
     try:
         return Settings.model_validate(data)
     except ValidationError as err:
-        problems = [_explain(error, source, from_file, overrides) for error in err.errors()]
+        # Imported here: config_text builds on this module's models.
+        from core.config_text import explain
+
+        problems = [explain(error, source, from_file, overrides) for error in err.errors()]
         raise ConfigError(list(dict.fromkeys(problems))) from err
 
 
@@ -355,19 +355,19 @@ def _env_key_path(parts: list[str]) -> tuple[str, ...]:
     key_path: list[str] = []
     annotation: Any = Settings
     for part in parts:
-        if _is_model(annotation):
+        if is_model(annotation):
             name = part.lower()
             info = annotation.model_fields.get(name)
             annotation = info.annotation if info is not None else None
         else:
-            name, annotation = part, _element(annotation)
+            name, annotation = part, element(annotation)
         key_path.append(name)
     return tuple(key_path)
 
 
 def _parse_env_value(raw: str, key_path: tuple[str, ...]) -> Any:
-    target = _target(key_path)
-    kind = _unwrap(target[0]) if target is not None else None
+    target = field_at(key_path)
+    kind = unwrap(target[0]) if target is not None else None
     if kind in (str, Path, date, dt_time):
         return raw  # a profile named 123 stays the text "123"
     try:
@@ -388,14 +388,14 @@ def _set_path(data: dict[str, Any], key_path: tuple[str, ...], value: Any) -> No
     node[key_path[-1]] = value
 
 
-# -- explaining validation errors ------------------------------------------------------
+# -- walking the settings types (env parsing and error messages) ----------------------
 
 
-def _is_model(annotation: Any) -> bool:
+def is_model(annotation: Any) -> bool:
     return isinstance(annotation, type) and issubclass(annotation, BaseModel)
 
 
-def _unwrap(annotation: Any) -> Any:
+def unwrap(annotation: Any) -> Any:
     """Strip Annotated[...] and `| None` down to the underlying type."""
     while True:
         origin = get_origin(annotation)
@@ -410,8 +410,8 @@ def _unwrap(annotation: Any) -> Any:
             return annotation
 
 
-def _element(annotation: Any) -> Any:
-    kind = _unwrap(annotation)
+def element(annotation: Any) -> Any:
+    kind = unwrap(annotation)
     args = get_args(kind)
     if get_origin(kind) is dict:
         return args[1]
@@ -420,210 +420,18 @@ def _element(annotation: Any) -> Any:
     return None
 
 
-def _target(loc: tuple[str | int, ...]) -> tuple[Any, FieldInfo | None] | None:
+def field_at(loc: tuple[str | int, ...]) -> tuple[Any, FieldInfo | None] | None:
     """The type (and field, if loc ends on one) that a location in Settings holds."""
     annotation: Any = Settings
     info: FieldInfo | None = None
     for part in loc:
-        if _is_model(annotation):
+        if is_model(annotation):
             info = annotation.model_fields.get(part) if isinstance(part, str) else None
             if info is None:
                 return None
             annotation = info.annotation
         else:
-            annotation, info = _element(annotation), None
+            annotation, info = element(annotation), None
             if annotation is None:
                 return None
     return annotation, info
-
-
-def _number(value: Any) -> str:
-    return f"{value:g}" if isinstance(value, int | float) else str(value)
-
-
-def _describe(annotation: Any, info: FieldInfo | None) -> str:
-    kind = _unwrap(annotation)
-    metadata = list(info.metadata) if info is not None else []
-    if get_origin(annotation) is Annotated:
-        for extra in get_args(annotation)[1:]:
-            metadata += extra.metadata if isinstance(extra, FieldInfo) else [extra]
-    bounds = {type(m).__name__: m for m in metadata}
-    if kind is bool:
-        return "true or false"
-    if kind in (int, float):
-        low = bounds.get("Ge") or bounds.get("Gt")
-        high = bounds.get("Le") or bounds.get("Lt")
-        noun = "a whole number" if kind is int else "a number"
-        if isinstance(low, annotated_types.Ge) and isinstance(high, annotated_types.Le):
-            return f"{noun} from {_number(low.ge)} to {_number(high.le)}"
-        limits = []
-        if isinstance(low, annotated_types.Gt):
-            limits.append(f"greater than {_number(low.gt)}")
-        elif isinstance(low, annotated_types.Ge):
-            limits.append(f"at least {_number(low.ge)}")
-        if isinstance(high, annotated_types.Le):
-            limits.append(f"at most {_number(high.le)}")
-        elif isinstance(high, annotated_types.Lt):
-            limits.append(f"less than {_number(high.lt)}")
-        return " ".join([noun, " and ".join(limits)]).strip()
-    if kind is str:
-        return "non-empty text" if "MinLen" in bounds else "text"
-    if kind is date:
-        return "a date such as 2019-01-02"
-    if kind is dt_time:
-        return "a time of day such as 11:00"
-    if kind is Path:
-        return "a file path"
-    if get_origin(kind) is Literal:
-        return "one of " + ", ".join(repr(choice) for choice in get_args(kind))
-    if _is_model(kind) or get_origin(kind) is dict:
-        return "a table"
-    if get_origin(kind) is list:
-        return "a list"
-    return str(getattr(kind, "__name__", kind))
-
-
-def _dotted(loc: tuple[str | int, ...]) -> str:
-    text = ""
-    for part in loc:
-        if isinstance(part, int):
-            text += f"[{part}]"
-        else:
-            name = part if _BARE_KEY.match(part) else json.dumps(part)
-            text += f".{name}" if text else name
-    return text
-
-
-def _shown(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, dict):
-        return "a table"
-    if isinstance(value, date | dt_time):
-        return value.isoformat()
-    return repr(value)
-
-
-def _has(data: Any, loc: tuple[str | int, ...]) -> bool:
-    for part in loc:
-        in_dict = isinstance(data, dict) and part in data
-        in_list = isinstance(data, list) and isinstance(part, int) and part < len(data)
-        if not (in_dict or in_list):
-            return False
-        data = data[part]
-    return True
-
-
-def _explain(
-    error: Mapping[str, Any],
-    source: Path,
-    from_file: dict[str, Any],
-    overrides: list[tuple[str, tuple[str, ...], Any]],
-) -> str:
-    loc: tuple[str | int, ...] = tuple(error["loc"])
-    origin = str(source)
-    for name, key_path, _ in overrides:
-        if loc[: len(key_path)] == key_path:
-            origin = name
-            break
-    else:
-        below = [name for name, key_path, _ in overrides if key_path[: len(loc)] == loc]
-        if below and not _has(from_file, loc):
-            origin = ", ".join(below)
-    key = _dotted(loc)
-    if error["type"] == "extra_forbidden":
-        parent = _target(loc[:-1])
-        known = list(parent[0].model_fields) if parent and _is_model(parent[0]) else []
-        close = difflib.get_close_matches(str(loc[-1]), known, n=1, cutoff=0.6)
-        hint = f"did you mean {close[0]}?" if close else "known keys: " + ", ".join(known)
-        return f"{origin}: unknown key {key} ({hint})"
-    target = _target(loc)
-    if error["type"] in ("value_error", "assertion_error"):
-        what = str(error["msg"]).removeprefix("Value error, ").removeprefix("Assertion failed, ")
-    elif target is not None:
-        what = "expected " + _describe(*target)
-    else:
-        what = str(error["msg"])
-    if target is not None and _is_model(_unwrap(target[0])) and error["type"] == "value_error":
-        return f"{origin}: {key}: {what}"  # a rule across keys: no single value to show
-    return f"{origin}: {key}: {what}, got {_shown(error.get('input'))}"
-
-
-# -- writing ---------------------------------------------------------------------------
-
-
-def _toml_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return repr(value)
-    if isinstance(value, date | dt_time):
-        return value.isoformat()
-    if isinstance(value, list):
-        return "[" + ", ".join(_toml_value(item) for item in value) + "]"
-    return json.dumps(str(value), ensure_ascii=False)
-
-
-def _toml_key(key: str) -> str:
-    return key if _BARE_KEY.match(key) else json.dumps(key, ensure_ascii=False)
-
-
-def _comment(text: str | None) -> list[str]:
-    return [f"# {line}" for line in textwrap.wrap(text or "", 86)]
-
-
-def default_config_text() -> str:
-    """A commented config.toml holding every key at its default (`tapedeck config init`)."""
-    defaults = Settings()
-    lines = [
-        "# tapedeck configuration. Every key is optional; these are the defaults.",
-        f"# Any key can be overridden by an environment variable {ENV_PREFIX}<SECTION>__<KEY>,",
-        f"# e.g. {ENV_PREFIX}REPLAY__DAY_SECONDS=60.",
-    ]
-    for name, info in Settings.model_fields.items():
-        value = getattr(defaults, name)
-        lines += ["", *_comment(info.description), f"[{name}]"]
-        if isinstance(value, BaseModel):
-            for key, field in type(value).model_fields.items():
-                lines += _comment(field.description)
-                current = getattr(value, key)
-                if current is None:
-                    lines.append(f'# {key} = "..."')
-                else:
-                    lines.append(f"{key} = {_toml_value(current)}")
-        else:
-            if not value and name == "keys":
-                lines.append('# "watchlist.add" = "a"')
-            for key, item in value.items():
-                lines.append(f"{_toml_key(key)} = {_toml_value(item)}")
-    return "\n".join(lines) + "\n"
-
-
-def _is_secret(name: str) -> bool:
-    words = re.split(r"[^a-z0-9]+", name.lower())
-    return any(
-        word in _SECRET_WORDS or word.endswith(("secret", "token", "password", "apikey"))
-        for word in words
-    )
-
-
-def _redact(data: Any) -> Any:
-    if isinstance(data, dict):
-        return {
-            key: "***" if _is_secret(str(key)) and value not in (None, "") else _redact(value)
-            for key, value in data.items()
-        }
-    if isinstance(data, list):
-        return [_redact(item) for item in data]
-    return data
-
-
-def redacted(settings: Settings) -> dict[str, Any]:
-    """The settings as JSON-able data, with any key/secret/token/password shown as ***."""
-    data: dict[str, Any] = settings.model_dump(mode="json")
-    # Watchlist names are the user's own words ("Key stocks"), never credentials.
-    watchlists = data.pop("watchlists", None)
-    result: dict[str, Any] = _redact(data)
-    if watchlists is not None:
-        result["watchlists"] = watchlists
-    return result

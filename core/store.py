@@ -10,18 +10,16 @@ commits, so an acknowledged write survives the process being killed.
 Reads use a second, read-only connection. In WAL mode it never blocks the writer and
 never sees a half-written batch.
 
-A sidecar `<db>.lock` file held with `flock` keeps a second engine off the same file;
-the kernel drops the lock when the process dies, even on SIGKILL.
+The file itself (its path, its errors, its single-instance lock) is `core.dbfile`; the
+schema is `core.schema`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import fcntl
 import json
 import logging
-import os
 import sqlite3
 import time
 from collections import Counter, deque
@@ -31,88 +29,38 @@ from pathlib import Path
 from typing import Any, NamedTuple, Self
 
 import aiosqlite
-import platformdirs
+
+from core.dbfile import (
+    StoreCorruptError,
+    StoreError,
+    StoreLockedError,
+    StoreSchemaTooNewError,
+    StoreUnavailableError,
+    claim,
+    classify,
+    default_database_path,
+    release_lock,
+)
+from core.schema import MIGRATIONS
+
+__all__ = [
+    "MIGRATIONS",
+    "AuditEntry",
+    "Store",
+    "StoreCorruptError",
+    "StoreError",
+    "StoreLockedError",
+    "StoreSchemaTooNewError",
+    "StoreUnavailableError",
+    "default_database_path",
+]
 
 log = logging.getLogger(__name__)
-
-# Index i is the script that takes the schema from version i to i + 1. Append only:
-# a released script never changes, because databases in the field already ran it.
-MIGRATIONS: list[str] = [
-    """
-    CREATE TABLE settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-    CREATE TABLE watchlists (name TEXT PRIMARY KEY, position INTEGER NOT NULL);
-    CREATE TABLE watchlist_symbols (
-        watchlist TEXT NOT NULL
-            REFERENCES watchlists (name) ON DELETE CASCADE ON UPDATE CASCADE,
-        symbol TEXT NOT NULL,
-        position INTEGER NOT NULL,
-        PRIMARY KEY (watchlist, symbol)
-    );
-    CREATE TABLE bars (
-        symbol TEXT NOT NULL, interval TEXT NOT NULL, ts INTEGER NOT NULL,
-        open REAL NOT NULL, high REAL NOT NULL, low REAL NOT NULL, close REAL NOT NULL,
-        volume REAL NOT NULL, source TEXT NOT NULL,
-        PRIMARY KEY (symbol, interval, ts)
-    ) WITHOUT ROWID;
-    CREATE TABLE audit_log (
-        id INTEGER PRIMARY KEY, ts INTEGER NOT NULL, kind TEXT NOT NULL,
-        message TEXT NOT NULL, data TEXT
-    );
-    CREATE INDEX audit_log_ts ON audit_log (ts);
-    """,
-]
 
 BATCH_LIMIT = 5_000
 BUSY_TIMEOUT_MS = 5_000
 
 BarRow = tuple[int, float, float, float, float, float]
-
-
-def default_database_path(profile: str = "default") -> Path:
-    return Path(platformdirs.user_data_dir("tapedeck")) / f"{profile}.sqlite"
-
-
-class StoreError(Exception):
-    """The database cannot be used; `str(err)` is a complete sentence naming the file."""
-
-    def __init__(self, path: Path, message: str) -> None:
-        super().__init__(message)
-        self.path = path
-
-
-class StoreLockedError(StoreError):
-    def __init__(self, path: Path, pid: int | None) -> None:
-        holder = f"pid {pid}" if pid is not None else "a process whose pid is not known yet"
-        super().__init__(
-            path,
-            f"{path} is in use by another tapedeck ({holder}); quit that one first, "
-            "or choose another profile",
-        )
-        self.pid = pid
-
-
-class StoreCorruptError(StoreError):
-    def __init__(self, path: Path, detail: str) -> None:
-        super().__init__(
-            path,
-            f"{path} is damaged and cannot be used ({detail}); move it aside "
-            f"(e.g. rename it to {path.name}.damaged) and tapedeck will start a fresh one",
-        )
-
-
-class StoreSchemaTooNewError(StoreError):
-    def __init__(self, path: Path, found: int, supported: int) -> None:
-        super().__init__(
-            path,
-            f"{path} was written by a newer tapedeck (schema v{found}, this build knows up "
-            f"to v{supported}); upgrade tapedeck or choose another profile",
-        )
-        self.found = found
-        self.supported = supported
-
-
-class StoreUnavailableError(StoreError):
-    pass
 
 
 class AuditEntry(NamedTuple):
@@ -141,77 +89,6 @@ def _runs(statements: Iterable[tuple[str, list[Sequence[Any]]]]) -> list[tuple[s
         else:
             merged.append((sql, list(rows)))
     return merged
-
-
-def _classify(path: Path, err: sqlite3.Error) -> StoreError:
-    code = getattr(err, "sqlite_errorcode", 0) & 0xFF
-    if code in (sqlite3.SQLITE_NOTADB, sqlite3.SQLITE_CORRUPT):
-        return StoreCorruptError(path, str(err))
-    if code in (sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_PERM, sqlite3.SQLITE_READONLY):
-        return StoreUnavailableError(path, f"cannot open {path}: {err}")
-    return StoreError(path, f"cannot open {path}: {err}")
-
-
-def _claim(path: Path, *, read_only: bool) -> tuple[Path, int | None]:
-    """Resolve the path, make its directory and take the lock (none when read-only)."""
-    # Resolved so that two spellings of one file (symlinks, ~) share one lock file.
-    path = Path(path).expanduser().resolve()
-    if read_only:
-        if not path.is_file():
-            raise StoreUnavailableError(path, f"no database at {path} (nothing saved yet?)")
-        return path, None
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise StoreUnavailableError(
-            path, f"cannot create the directory for {path}: {err.strerror}"
-        ) from err
-    return path, _acquire_lock(path)
-
-
-def _lock_path(path: Path) -> Path:
-    return path.with_name(path.name + ".lock")
-
-
-def _acquire_lock(path: Path) -> int:
-    lock_path = _lock_path(path)
-    while True:
-        try:
-            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
-        except OSError as err:
-            raise StoreUnavailableError(
-                path, f"cannot create the lock file {lock_path}: {err.strerror}"
-            ) from err
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            text = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
-            os.close(fd)
-            raise StoreLockedError(path, int(text) if text.isdigit() else None) from None
-        except OSError as err:
-            os.close(fd)
-            raise StoreUnavailableError(path, f"cannot lock {lock_path}: {err.strerror}") from err
-        # The previous holder unlinks the file just before releasing it, so we may have
-        # locked an inode no longer reachable by name; such a lock excludes nobody.
-        try:
-            on_disk = os.stat(lock_path)
-        except FileNotFoundError:
-            os.close(fd)
-            continue
-        held = os.fstat(fd)
-        if (on_disk.st_dev, on_disk.st_ino) != (held.st_dev, held.st_ino):
-            os.close(fd)
-            continue
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode("ascii"), 0)
-        return fd
-
-
-def _release_lock(path: Path, fd: int) -> None:
-    # Unlink while still holding the lock (see _acquire_lock's inode check).
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(_lock_path(path))
-    os.close(fd)
 
 
 async def _connect(path: Path, *, read_only: bool) -> aiosqlite.Connection:
@@ -253,7 +130,7 @@ class Store:
 
         Raises a StoreError subclass whose message names the file.
         """
-        path, lock_fd = _claim(path, read_only=read_only)
+        path, lock_fd = claim(path, read_only=read_only)
         conns: list[aiosqlite.Connection] = []
         try:
             conns.append(await _connect(path, read_only=read_only))
@@ -266,9 +143,9 @@ class Store:
                 with contextlib.suppress(Exception):
                     await conn.close()
             if lock_fd is not None:
-                _release_lock(path, lock_fd)
+                release_lock(path, lock_fd)
             if isinstance(err, sqlite3.Error):
-                raise _classify(path, err) from err
+                raise classify(path, err) from err
             raise
         writer = None if read_only else conns[0]
         return cls(path, writer, conns[-1], lock_fd, version)
@@ -436,7 +313,7 @@ class Store:
                     with contextlib.suppress(Exception):
                         await conn.close()
                 if self._lock_fd is not None:
-                    _release_lock(self._path, self._lock_fd)
+                    release_lock(self._path, self._lock_fd)
                     self._lock_fd = None
 
     # -- schema v1 helpers ---------------------------------------------------------------

@@ -19,10 +19,9 @@ import logging
 import math
 import time
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass
 from datetime import date, datetime
 from datetime import time as dt_time
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -39,6 +38,7 @@ from core.model import (
 )
 from data.bundle import BundledDailyBars, UnknownSymbolError
 from data.intraday import DayPath, day_seed, synthesize_day
+from data.replay_symbol import DailyArrays, ReplaySymbol
 from data.synthetic import SyntheticDailyBars
 
 if TYPE_CHECKING:
@@ -51,44 +51,6 @@ SPEED_PRESETS = (0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 100.0)
 MAX_MINUTE_HISTORY_DAYS = 10
 FIRST_LOAD = 8  # symbols loaded before the stream's first batch; the rest follow
 SYNTHETIC_EPOCH = date(2015, 1, 2)
-
-
-class DailySource(Protocol):
-    def daily(self, symbol: str) -> pd.DataFrame | None: ...
-
-
-@dataclass(slots=True)
-class _DailyArrays:
-    """A symbol's daily bars as arrays, for O(log n) lookup of a session."""
-
-    dates: np.ndarray  # datetime64[D]
-    ohlcv: np.ndarray  # float64, shape (n, 5): open high low close volume
-
-    @classmethod
-    def from_frame(cls, frame: pd.DataFrame) -> _DailyArrays:
-        dates = frame.index.values.astype("datetime64[D]")
-        values = frame[["open", "high", "low", "close", "volume"]].to_numpy(dtype="float64")
-        return cls(dates, values)
-
-    def row(self, day: date) -> np.ndarray | None:
-        key = np.datetime64(day, "D")
-        i = int(np.searchsorted(self.dates, key))
-        if i < len(self.dates) and self.dates[i] == key:
-            return self.ohlcv[i]  # type: ignore[no-any-return]
-        return None
-
-    def before(self, day: date) -> int:
-        """How many bars are strictly before `day`."""
-        return int(np.searchsorted(self.dates, np.datetime64(day, "D")))
-
-
-@dataclass(slots=True)
-class _SymbolReplay:
-    instrument: Instrument
-    daily: _DailyArrays
-    phase: float  # fraction of a step this symbol's prints lag the grid, to desynchronise
-    path: DayPath | None = None
-    emitted: int = -1  # last step index streamed
 
 
 class ReplayFeed:
@@ -131,7 +93,7 @@ class ReplayFeed:
         self._last_session = last_session or (
             date(2020, 1, 10) if bundle else start.replace(year=start.year + 5)
         )
-        self._symbols: dict[str, _SymbolReplay] = {}
+        self._symbols: dict[str, ReplaySymbol] = {}
         self._pending_catchup: set[str] = set()
         self._overnight_left = 0.0
         session = start if self.calendar.is_session(start) else self.calendar.next_session(start)
@@ -264,7 +226,7 @@ class ReplayFeed:
             self._symbols.pop(symbol, None)
             self._pending_catchup.discard(symbol)
 
-    def _load_symbols(self, symbols: list[str]) -> dict[str, _SymbolReplay]:
+    def _load_symbols(self, symbols: list[str]) -> dict[str, ReplaySymbol]:
         loaded = {}
         for symbol in symbols:
             found = self._daily_frame(symbol)
@@ -273,8 +235,8 @@ class ReplayFeed:
                 continue
             frame, source = found
             phase = (day_seed(self._seed, symbol, date(2000, 1, 1)) % 1000) / 1000.0
-            loaded[symbol] = _SymbolReplay(
-                Instrument(symbol, source=source), _DailyArrays.from_frame(frame), phase
+            loaded[symbol] = ReplaySymbol(
+                Instrument(symbol, source=source), DailyArrays.from_frame(frame), phase
             )
         return loaded
 
@@ -287,7 +249,7 @@ class ReplayFeed:
         for replay in self._symbols.values():
             self._prepare_day(replay)
 
-    def _prepare_day(self, replay: _SymbolReplay) -> None:
+    def _prepare_day(self, replay: ReplaySymbol) -> None:
         replay.emitted = -1
         row = replay.daily.row(self._session)
         if row is None:
@@ -299,7 +261,7 @@ class ReplayFeed:
                                                   self._session)
         )
 
-    def _step_index(self, replay: _SymbolReplay, ts_ns: int) -> int:
+    def _step_index(self, replay: ReplaySymbol, ts_ns: int) -> int:
         """The last step of a symbol's path that has printed by `ts_ns`."""
         if ts_ns < self._open_ns:
             return -1
@@ -308,7 +270,7 @@ class ReplayFeed:
             return self._steps
         return min(self._steps, int(fraction * self._steps + replay.phase))
 
-    def _step_time(self, replay: _SymbolReplay, step: int) -> int:
+    def _step_time(self, replay: ReplaySymbol, step: int) -> int:
         if step <= 0:
             return self._open_ns
         span = self._close_ns - self._open_ns
@@ -425,7 +387,7 @@ class ReplayFeed:
         return events
 
     def _minute_bars(
-        self, replay: _SymbolReplay, path: DayPath, upto: int, day: date | None = None
+        self, replay: ReplaySymbol, path: DayPath, upto: int, day: date | None = None
     ) -> list[Bar]:
         """Steps 0..upto of a day's path aggregated into minute bars (the last one may
         be partial). The step times follow `_step_time`."""
@@ -450,7 +412,7 @@ class ReplayFeed:
             for s, e, h, lo, v in zip(starts, ends, highs, lows, sums, strict=True)
         ]
 
-    def _daily_bar(self, replay: _SymbolReplay, day: date) -> Bar | None:
+    def _daily_bar(self, replay: ReplaySymbol, day: date) -> Bar | None:
         row = replay.daily.row(day)
         if row is None:
             return None
@@ -495,7 +457,7 @@ class ReplayFeed:
         )
         return frame
 
-    def _daily_history(self, replay: _SymbolReplay, now_ns: int) -> list[Bar]:
+    def _daily_history(self, replay: ReplaySymbol, now_ns: int) -> list[Bar]:
         count = replay.daily.before(self._session)
         symbol = replay.instrument.symbol
         bars = []
@@ -513,7 +475,7 @@ class ReplayFeed:
                             float(path.volumes[: upto + 1].sum())))
         return bars
 
-    def _minute_history(self, replay: _SymbolReplay, start_ns: int, now_ns: int) -> list[Bar]:
+    def _minute_history(self, replay: ReplaySymbol, start_ns: int, now_ns: int) -> list[Bar]:
         bars: list[Bar] = []
         first = max(self.calendar.session_date(start_ns), self._first_session)
         days = self.calendar.sessions(first, self._session)[-MAX_MINUTE_HISTORY_DAYS:]

@@ -13,6 +13,7 @@ correctness.
 from __future__ import annotations
 
 import re
+from typing import cast
 
 from rich.color import Color
 from rich.console import Console
@@ -33,30 +34,26 @@ class UnsupportedCode(ValueError):
     """An escape this decoder does not know: use rich's."""
 
 
+FG, BG, BOLD, ITALIC, UNDERLINE = range(5)  # positions in a _State
+# Codes that set one field of the state to a fixed value.
+_FIXED: dict[int, tuple[int, object]] = {
+    1: (BOLD, True), 3: (ITALIC, True), 4: (UNDERLINE, True),
+    22: (BOLD, False), 23: (ITALIC, False), 24: (UNDERLINE, False),
+    39: (FG, Color.default()), 49: (BG, Color.default()),
+}
+
+
 def _apply(state: _State, params: str) -> _State:
-    fg, bg, bold, italic, underline = state
+    fields: list[object] = list(state)
     codes = [int(c) if c else 0 for c in params.split(";")] if params else [0]
     i = 0
     while i < len(codes):
         code = codes[i]
         if code == 0:
-            fg, bg, bold, italic, underline = _PLAIN
-        elif code == 1:
-            bold = True
-        elif code == 3:
-            italic = True
-        elif code == 4:
-            underline = True
-        elif code == 22:
-            bold = False
-        elif code == 23:
-            italic = False
-        elif code == 24:
-            underline = False
-        elif code == 39:
-            fg = Color.default()
-        elif code == 49:
-            bg = Color.default()
+            fields = list(_PLAIN)
+        elif code in _FIXED:
+            index, value = _FIXED[code]
+            fields[index] = value
         elif code in (38, 48) and i + 1 < len(codes):
             if codes[i + 1] == 2 and i + 4 < len(codes):
                 colour = Color.from_rgb(codes[i + 2], codes[i + 3], codes[i + 4])
@@ -66,18 +63,15 @@ def _apply(state: _State, params: str) -> _State:
                 i += 2
             else:
                 raise UnsupportedCode(params)
-            if code == 38:
-                fg = colour
-            else:
-                bg = colour
+            fields[FG if code == 38 else BG] = colour
         elif 30 <= code <= 37 or 90 <= code <= 97:
-            fg = Color.from_ansi(code - 30 if code < 90 else code - 82)
+            fields[FG] = Color.from_ansi(code - 30 if code < 90 else code - 82)
         elif 40 <= code <= 47 or 100 <= code <= 107:
-            bg = Color.from_ansi(code - 40 if code < 100 else code - 92)
+            fields[BG] = Color.from_ansi(code - 40 if code < 100 else code - 92)
         else:
             raise UnsupportedCode(params)
         i += 1
-    return (fg, bg, bold, italic, underline)
+    return cast(_State, tuple(fields))
 
 
 def _style(state: _State) -> Style:
@@ -103,33 +97,24 @@ def ansi_to_strips(text: str) -> list[Strip]:
     try:
         for line in text.split("\n"):
             segments: list[Segment] = []
-            run: list[str] = []
+            run: list[str] = []  # text drawn in run_state, not yet a segment
             run_state = state
-            position = 0
             length = 0
-            for match in _SGR.finditer(line):
-                if match.start() > position:
-                    chunk = line[position : match.start()]
+            # With its capturing group, split alternates text, SGR parameters, text, ...
+            for index, piece in enumerate(_SGR.split(line)):
+                if index % 2:
+                    key = (state, piece)
+                    following = transitions.get(key)
+                    if following is None:
+                        following = transitions[key] = _apply(state, piece)
+                    state = following
+                elif piece:
                     if state != run_state and run:
                         segments.append(Segment("".join(run), _cached(styles, run_state)))
                         run = []
                     run_state = state
-                    run.append(chunk)
-                    length += len(chunk)
-                key = (state, match.group(1))
-                following = transitions.get(key)
-                if following is None:
-                    following = transitions[key] = _apply(state, match.group(1))
-                state = following
-                position = match.end()
-            if position < len(line):
-                chunk = line[position:]
-                if state != run_state and run:
-                    segments.append(Segment("".join(run), _cached(styles, run_state)))
-                    run = []
-                run_state = state
-                run.append(chunk)
-                length += len(chunk)
+                    run.append(piece)
+                    length += len(piece)
             if run:
                 segments.append(Segment("".join(run), _cached(styles, run_state)))
             strips.append(Strip(segments, length))

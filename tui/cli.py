@@ -232,7 +232,7 @@ def config_show(ctx: typer.Context, config: ConfigOption = None) -> None:
     """Print the effective settings (file + environment + defaults), secrets redacted."""
     import json
 
-    from core.config import redacted
+    from core.config_text import redacted
 
     settings = load(config or (ctx.parent.obj or {}).get("config") if ctx.parent else config)
     typer.echo(json.dumps(redacted(settings), indent=2, default=str))
@@ -243,7 +243,8 @@ def config_init(
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
 ) -> None:
     """Write a commented config file with every key and its default."""
-    from core.config import config_path, default_config_text
+    from core.config import config_path
+    from core.config_text import default_config_text
 
     path = config_path()
     if path.exists() and not force:

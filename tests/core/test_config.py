@@ -14,11 +14,10 @@ from core.config import (
     ConfigError,
     Settings,
     config_path,
-    default_config_text,
     env_overrides,
     load_settings,
-    redacted,
 )
+from core.config_text import default_config_text, redacted
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -145,8 +145,20 @@ def chart_colours(plot: ChartPlot) -> set[tuple[int, int, int]]:
             if segment.style and segment.style.color and segment.style.color.triplet}
 
 
-async def until_drawn(pilot: Pilot[object], chart: ChartPane, builds: int) -> None:
+def theme_up(app: TapedeckApp) -> tuple[int, int, int]:
+    up = Color.parse(app.theme_variables["up"])
+    return (up.r, up.g, up.b)
+
+
+def caption(chart: ChartPane) -> str:
+    return str(chart.query_one("#chart-caption", Static).render())
+
+
+async def redrawn_after(pilot: Pilot[object], chart: ChartPane, *keys: str) -> None:
+    """Press `keys` and wait for the chart's next finished figure."""
     plot = chart.query_one(ChartPlot)
+    builds = plot.builds
+    await pilot.press(*keys)
     for _ in range(200):
         if plot.builds > builds and not chart.pending:
             return
@@ -157,37 +169,18 @@ async def until_drawn(pilot: Pilot[object], chart: ChartPane, builds: int) -> No
 async def test_the_chart_draws_the_selected_symbol(make_app: Callable[..., TapedeckApp]) -> None:
     app = make_app()
     async with app.run_test(size=(120, 40)) as pilot:
-        screen = await settle(pilot)
-        chart = screen.query_one(ChartPane)
+        chart = (await settle(pilot)).query_one(ChartPane)
         plot = chart.query_one(ChartPlot)
-        caption = str(chart.query_one("#chart-caption", Static).render())
-        assert caption.startswith(" AAPL · daily")
+        assert caption(chart).startswith(" AAPL · daily")
         assert len(plot._strips) == plot.size.height
         drawn = "".join(segment.text for strip in plot._strips for segment in strip)
         assert "┤" in drawn  # the price axis
         assert "█" in drawn  # candle bodies
-        up = Color.parse(app.theme_variables["up"])
-        assert (up.r, up.g, up.b) in chart_colours(plot)
+        assert theme_up(app) in chart_colours(plot)
 
-        builds = plot.builds
-        await pilot.press("down")  # MSFT
-        await until_drawn(pilot, chart, builds)
-        assert str(chart.query_one("#chart-caption", Static).render()).startswith(" MSFT")
-
-        builds = plot.builds
-        await pilot.press("i")
-        await until_drawn(pilot, chart, builds)
-        assert "minute" in str(chart.query_one("#chart-caption", Static).render())
-
-
-async def test_a_new_theme_recolours_the_candles(make_app: Callable[..., TapedeckApp]) -> None:
-    app = make_app()
-    async with app.run_test(size=(120, 40)) as pilot:
-        screen = await settle(pilot)
-        chart = screen.query_one(ChartPane)
-        plot = chart.query_one(ChartPlot)
-        builds = plot.builds
-        app.set_theme("tapedeck-contrast")
-        await until_drawn(pilot, chart, builds)
-        up = Color.parse(app.theme_variables["up"])
-        assert (up.r, up.g, up.b) in chart_colours(plot)
+        await redrawn_after(pilot, chart, "down")
+        assert caption(chart).startswith(" MSFT")
+        await redrawn_after(pilot, chart, "i")
+        assert "minute" in caption(chart)
+        await redrawn_after(pilot, chart, "t")  # the next theme recolours the candles
+        assert theme_up(app) in chart_colours(plot)
