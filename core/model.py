@@ -7,7 +7,9 @@ cheaper than a datetime. `utc_datetime()` turns one into an aware datetime at th
 They are NamedTuples because a tuple is the cheapest immutable object Python builds.
 
 Money (prices of orders, fills, cash, P&L) is `decimal.Decimal`, rounded to the
-instrument's tick or lot at the boundary (see `Instrument.round_price`).
+instrument's tick or lot at the boundary (see `Instrument.round_price`). An order
+request and a fill are frozen dataclasses; the order itself, which changes state, is
+`core.orders.Order`.
 """
 
 from __future__ import annotations
@@ -178,3 +180,117 @@ class LogEvent:
     level: LogLevel
     source: str
     message: str
+
+
+TERMINAL_STATUSES = frozenset({
+    OrderStatus.FILLED, OrderStatus.CANCELED, OrderStatus.REJECTED, OrderStatus.EXPIRED,
+    OrderStatus.REPLACED,
+})
+
+
+@dataclass(frozen=True, slots=True)
+class OrderRequest:
+    """What the trader (or a strategy) asks for. Prices and quantities are Decimal,
+    already rounded to the instrument's tick and lot.
+
+    A bracket is an entry with `take_profit` and/or `stop_loss` set: when the entry
+    fills, a limit order at `take_profit` and a stop order at `stop_loss` close the
+    position, and whichever fills first cancels the other.
+    """
+
+    symbol: str
+    side: Side
+    quantity: Decimal
+    order_type: OrderType = OrderType.MARKET
+    time_in_force: TimeInForce = TimeInForce.DAY
+    limit_price: Decimal | None = None
+    stop_price: Decimal | None = None
+    trail_amount: Decimal | None = None  # trailing stop: distance in price ...
+    trail_percent: Decimal | None = None  # ... or in percent of the best price since
+    take_profit: Decimal | None = None
+    stop_loss: Decimal | None = None
+    strategy: str = ""  # the strategy instance that sent it; "" for the trader
+
+    @property
+    def is_bracket(self) -> bool:
+        return self.take_profit is not None or self.stop_loss is not None
+
+    def problems(self) -> list[str]:
+        """Everything wrong with the request on its own terms (no market, no account):
+        empty when it is well formed. Each item is a sentence for the trader."""
+        found = []
+        if self.quantity <= 0:
+            found.append(f"quantity must be positive, not {self.quantity}")
+        kind = self.order_type
+        needs_limit = kind in (OrderType.LIMIT, OrderType.STOP_LIMIT)
+        needs_stop = kind in (OrderType.STOP, OrderType.STOP_LIMIT)
+        if needs_limit and self.limit_price is None:
+            found.append(f"a {kind.value.replace('_', '-')} order needs a limit price")
+        if not needs_limit and self.limit_price is not None:
+            found.append(f"a {kind.value.replace('_', '-')} order takes no limit price")
+        if needs_stop and self.stop_price is None:
+            found.append(f"a {kind.value.replace('_', '-')} order needs a stop price")
+        if not needs_stop and self.stop_price is not None:
+            found.append(f"a {kind.value.replace('_', '-')} order takes no stop price")
+        for name, price in (("limit price", self.limit_price), ("stop price", self.stop_price),
+                            ("take-profit", self.take_profit), ("stop-loss", self.stop_loss)):
+            if price is not None and price <= 0:
+                found.append(f"the {name} must be positive, not {price}")
+        trails = [t for t in (self.trail_amount, self.trail_percent) if t is not None]
+        if kind == OrderType.TRAILING_STOP:
+            if len(trails) != 1:
+                found.append("a trailing stop needs a trail amount or a trail percent (one)")
+            elif trails[0] <= 0:
+                found.append(f"the trail must be positive, not {trails[0]}")
+            elif self.trail_percent is not None and self.trail_percent >= 100:
+                found.append(f"a trail of {self.trail_percent}% would never trigger")
+        elif trails:
+            found.append("only a trailing stop takes a trail")
+        if self.time_in_force == TimeInForce.IOC and kind not in (OrderType.MARKET,
+                                                                  OrderType.LIMIT):
+            found.append("immediate-or-cancel applies to market and limit orders only")
+        if self.is_bracket:
+            found += self._bracket_problems()
+        return found
+
+    def _bracket_problems(self) -> list[str]:
+        if self.order_type not in (OrderType.MARKET, OrderType.LIMIT):
+            return ["a bracket's entry must be a market or limit order"]
+        if self.time_in_force == TimeInForce.IOC:
+            return ["a bracket cannot be immediate-or-cancel"]
+        profit, loss = self.take_profit, self.stop_loss
+        entry = self.limit_price
+        buying = self.side == Side.BUY
+        found = []
+        if profit is not None and loss is not None and (profit <= loss if buying
+                                                         else profit >= loss):
+            found.append(f"the take-profit ({profit}) must be {'above' if buying else 'below'}"
+                         f" the stop-loss ({loss})")
+        if entry is not None:
+            if profit is not None and (profit <= entry if buying else profit >= entry):
+                found.append(f"the take-profit ({profit}) must be {'above' if buying else 'below'}"
+                             f" the entry ({entry})")
+            if loss is not None and (loss >= entry if buying else loss <= entry):
+                found.append(f"the stop-loss ({loss}) must be {'below' if buying else 'above'}"
+                             f" the entry ({entry})")
+        return found
+
+
+@dataclass(frozen=True, slots=True)
+class Fill:
+    """An execution. `fill_id` is the venue's own id: a fill reported twice (a
+    reconnect, a replayed stream) is recognised by it and counted once."""
+
+    fill_id: str
+    client_order_id: str
+    symbol: str
+    side: Side
+    quantity: Decimal
+    price: Decimal
+    commission: Decimal
+    ts_ns: int
+    venue: str = ""
+
+    @property
+    def signed_quantity(self) -> Decimal:
+        return self.quantity if self.side == Side.BUY else -self.quantity

@@ -30,4 +30,60 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX audit_log_ts ON audit_log (ts);
     """,
+    # v2: trading. Money is TEXT holding a Decimal; ts is epoch nanoseconds (UTC).
+    """
+    CREATE TABLE orders (
+        client_order_id TEXT PRIMARY KEY,
+        sequence INTEGER NOT NULL UNIQUE,
+        created INTEGER NOT NULL,
+        symbol TEXT NOT NULL,
+        venue TEXT NOT NULL,
+        request TEXT NOT NULL,
+        parent_id TEXT NOT NULL DEFAULT '',
+        oco_group TEXT NOT NULL DEFAULT '',
+        replaces TEXT NOT NULL DEFAULT ''
+    );
+    CREATE INDEX orders_created ON orders (created);
+    CREATE TABLE order_events (
+        id INTEGER PRIMARY KEY,
+        client_order_id TEXT NOT NULL REFERENCES orders (client_order_id),
+        ts INTEGER NOT NULL,
+        status TEXT NOT NULL,
+        filled_quantity TEXT NOT NULL,
+        reason TEXT NOT NULL DEFAULT '',
+        venue_order_id TEXT NOT NULL DEFAULT ''
+    );
+    CREATE INDEX order_events_order ON order_events (client_order_id, id);
+    CREATE TABLE fills (
+        venue TEXT NOT NULL,
+        fill_id TEXT NOT NULL,
+        client_order_id TEXT NOT NULL REFERENCES orders (client_order_id),
+        symbol TEXT NOT NULL,
+        side TEXT NOT NULL,
+        quantity TEXT NOT NULL,
+        price TEXT NOT NULL,
+        commission TEXT NOT NULL,
+        ts INTEGER NOT NULL,
+        PRIMARY KEY (venue, fill_id)
+    );
+    CREATE INDEX fills_ts ON fills (ts);
+    CREATE TABLE positions (
+        symbol TEXT PRIMARY KEY,
+        quantity TEXT NOT NULL,
+        average_cost TEXT NOT NULL,
+        realized TEXT NOT NULL,
+        updated INTEGER NOT NULL
+    );
+    CREATE TABLE account_snapshots (
+        ts INTEGER PRIMARY KEY,
+        cash TEXT NOT NULL,
+        equity TEXT NOT NULL,
+        gross_exposure TEXT NOT NULL,
+        net_exposure TEXT NOT NULL,
+        realized TEXT NOT NULL,
+        unrealized TEXT NOT NULL,
+        day_pnl TEXT NOT NULL
+    );
+    CREATE TABLE sequences (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+    """,
 ]

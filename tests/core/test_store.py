@@ -64,16 +64,18 @@ def table_names(path: Path) -> set[str]:
 
 # -- opening and migrating -------------------------------------------------------------
 
+LATEST = len(MIGRATIONS)
+
 
 async def test_new_database_is_migrated_to_latest(db_path: Path) -> None:
     async with await Store.open(db_path) as store:
-        assert store.schema_version == len(MIGRATIONS) == 1
+        assert store.schema_version == LATEST
         assert store.path == db_path
         assert not store.read_only
         mode = await store.fetchone("PRAGMA journal_mode")
         assert mode is not None
         assert mode[0] == "wal"
-    assert user_version(db_path) == 1
+    assert user_version(db_path) == LATEST
     assert {"settings", "watchlists", "watchlist_symbols", "bars", "audit_log"} <= table_names(
         db_path
     )
@@ -84,9 +86,9 @@ async def test_reopen_is_idempotent_and_keeps_data(db_path: Path) -> None:
     async with await Store.open(db_path) as store:
         await store.set_setting("answer", 42)
     async with await Store.open(db_path) as store:
-        assert store.schema_version == 1
+        assert store.schema_version == LATEST
         assert await store.get_setting("answer") == 42
-    assert user_version(db_path) == 1
+    assert user_version(db_path) == LATEST
 
 
 async def test_appended_migration_applies_on_next_open(
@@ -96,8 +98,8 @@ async def test_appended_migration_applies_on_next_open(
         pass
     monkeypatch.setattr(store_module, "MIGRATIONS", [*MIGRATIONS, "CREATE TABLE extra (x);"])
     async with await Store.open(db_path) as store:
-        assert store.schema_version == 2
-    assert user_version(db_path) == 2
+        assert store.schema_version == LATEST + 1
+    assert user_version(db_path) == LATEST + 1
     assert "extra" in table_names(db_path)
 
 
@@ -108,14 +110,14 @@ async def test_failed_migration_rolls_back_and_releases_the_lock(
         pass
     broken = "CREATE TABLE half_done (x); CREATE TABLE settings (x);"
     monkeypatch.setattr(store_module, "MIGRATIONS", [*MIGRATIONS, broken])
-    with pytest.raises(StoreError, match="schema v2") as caught:
+    with pytest.raises(StoreError, match=f"schema v{LATEST + 1}") as caught:
         await Store.open(db_path)
     assert str(db_path) in str(caught.value)
-    assert user_version(db_path) == 1
+    assert user_version(db_path) == LATEST
     assert "half_done" not in table_names(db_path)
     monkeypatch.setattr(store_module, "MIGRATIONS", MIGRATIONS)
     async with await Store.open(db_path) as store:
-        assert store.schema_version == 1
+        assert store.schema_version == LATEST
 
 
 def test_default_database_path_is_under_the_user_data_dir(isolated_environment: Path) -> None:
@@ -348,14 +350,14 @@ async def test_lock_held_by_another_process(db_path: Path) -> None:
         assert f"pid {proc.pid}" in str(caught.value)
         # Reading is still allowed while the other process owns the database.
         async with await Store.open(db_path, read_only=True) as reader:
-            assert reader.schema_version == 1
+            assert reader.schema_version == LATEST
     finally:
         proc.stdin.close()
         # Reading to EOF lets the pipe transport close before the loop does.
         await asyncio.wait_for(proc.communicate(), timeout=10)
     assert proc.returncode == 0
     async with await Store.open(db_path) as store:
-        assert store.schema_version == 1
+        assert store.schema_version == LATEST
 
 
 async def test_garbage_file_is_reported_corrupt(db_path: Path) -> None:
@@ -381,7 +383,8 @@ async def test_newer_schema_is_refused(db_path: Path) -> None:
         with pytest.raises(StoreSchemaTooNewError) as caught:
             await Store.open(db_path, read_only=read_only)
         message = str(caught.value)
-        assert "written by a newer tapedeck (schema v99, this build knows up to v1)" in message
+        expected = f"written by a newer tapedeck (schema v99, this build knows up to v{LATEST})"
+        assert expected in message
         assert str(db_path) in message
     assert user_version(db_path) == 99
 
