@@ -149,11 +149,7 @@ class Journal:
             order = state.orders.get(fill.client_order_id)
             if order is None:
                 continue  # cannot happen: fills reference orders (foreign key)
-            filled = order.filled_quantity + fill.quantity
-            value = (order.average_price or Decimal(0)) * order.filled_quantity
-            order.average_price = (value + fill.price * fill.quantity) / filled
-            order.filled_quantity = filled
-            order.fill_ids.add(fill.fill_id)
+            order.restore_fill(fill)
         sequence = await self.store.fetchone("SELECT value FROM sequences WHERE name = ?",
                                              (SEQUENCE_NAME,))
         state.next_sequence = int(sequence["value"]) if sequence is not None else 1

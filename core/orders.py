@@ -156,13 +156,19 @@ class Order:
             OrderStatus.PARTIALLY_FILLED)
         if status not in TRANSITIONS[self.status]:
             raise IllegalTransition(self.client_order_id, self.status, status)
+        self.restore_fill(fill)
+        self.status = status
+        self.updated_ns = fill.ts_ns
+        return OrderEvent(self.client_order_id, fill.ts_ns, status, filled)
+
+    def restore_fill(self, fill: Fill) -> None:
+        """Count a fill's quantity and price, and nothing else: for `apply_fill`, and for
+        the journal rebuilding an order whose status its events already give."""
+        filled = self.filled_quantity + fill.quantity
         previous_value = (self.average_price or Decimal(0)) * self.filled_quantity
         self.average_price = (previous_value + fill.price * fill.quantity) / filled
         self.filled_quantity = filled
         self.fill_ids.add(fill.fill_id)
-        self.status = status
-        self.updated_ns = fill.ts_ns
-        return OrderEvent(self.client_order_id, fill.ts_ns, status, filled)
 
 
 def exchange_date(ts_ns: int) -> str:
