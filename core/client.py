@@ -9,13 +9,16 @@ which one it holds.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from decimal import Decimal
 from typing import Any
 
-from core.engine import CommandError, Engine
-from core.model import Bar, Instrument
-from core.state import ChangeCursor, EngineDelta, EngineSnapshot
+from core.engine import Engine
+from core.model import Bar, Instrument, OrderRequest, TradingState
+from core.risk import RiskDecision
+from core.state import ChangeCursor, CommandError, EngineDelta, EngineSnapshot, OrderView
+from core.trading import KillReport, order_view
 
-__all__ = ["CommandError", "EngineClient", "InProcessEngineClient"]
+__all__ = ["CommandError", "EngineClient", "InProcessEngineClient", "KillReport"]
 
 
 class EngineClient(ABC):
@@ -64,6 +67,35 @@ class EngineClient(ABC):
     @abstractmethod
     async def set_setting(self, key: str, value: Any) -> None: ...
 
+    # -- trading: every order passes risk; refusals raise CommandError with the reason
+
+    @abstractmethod
+    async def place_order(self, request: OrderRequest) -> OrderView: ...
+
+    @abstractmethod
+    async def precheck_order(self, request: OrderRequest) -> RiskDecision:
+        """What risk would say of the order now, without sending it."""
+
+    @abstractmethod
+    async def cancel_order(self, client_order_id: str) -> None: ...
+
+    @abstractmethod
+    async def replace_order(self, client_order_id: str, *, quantity: Decimal | None = None,
+                            limit_price: Decimal | None = None,
+                            stop_price: Decimal | None = None) -> OrderView: ...
+
+    @abstractmethod
+    async def cancel_all_orders(self) -> int: ...
+
+    @abstractmethod
+    async def close_position(self, symbol: str) -> OrderView: ...
+
+    @abstractmethod
+    async def kill_switch(self) -> KillReport: ...
+
+    @abstractmethod
+    async def set_trading_state(self, state: TradingState, reason: str = "") -> None: ...
+
 
 class InProcessEngineClient(EngineClient):
     def __init__(self, engine: Engine) -> None:
@@ -110,3 +142,31 @@ class InProcessEngineClient(EngineClient):
 
     async def set_setting(self, key: str, value: Any) -> None:
         await self.engine.set_setting(key, value)
+
+    async def place_order(self, request: OrderRequest) -> OrderView:
+        return order_view(await self.engine.desk.place(request))
+
+    async def precheck_order(self, request: OrderRequest) -> RiskDecision:
+        return self.engine.desk.precheck(request)
+
+    async def cancel_order(self, client_order_id: str) -> None:
+        await self.engine.desk.cancel(client_order_id)
+
+    async def replace_order(self, client_order_id: str, *, quantity: Decimal | None = None,
+                            limit_price: Decimal | None = None,
+                            stop_price: Decimal | None = None) -> OrderView:
+        return order_view(await self.engine.desk.replace(
+            client_order_id, quantity=quantity, limit_price=limit_price,
+            stop_price=stop_price))
+
+    async def cancel_all_orders(self) -> int:
+        return await self.engine.desk.cancel_all()
+
+    async def close_position(self, symbol: str) -> OrderView:
+        return order_view(await self.engine.desk.close_position(symbol))
+
+    async def kill_switch(self) -> KillReport:
+        return await self.engine.desk.kill()
+
+    async def set_trading_state(self, state: TradingState, reason: str = "") -> None:
+        self.engine.desk.set_trading_state(state, reason)

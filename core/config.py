@@ -33,7 +33,6 @@ from pydantic import (
     AfterValidator,
     BaseModel,
     BeforeValidator,
-    ConfigDict,
     Field,
     ValidationError,
     field_validator,
@@ -41,7 +40,8 @@ from pydantic import (
 )
 from pydantic.fields import FieldInfo
 
-from core.model import is_well_formed_symbol, normalize_symbol
+from core.config_trading import PaperSettings, RiskSettings, TradingSettings
+from core.config_types import Section, SymbolList
 
 ENV_PREFIX = "TAPEDECK_"
 CONFIG_ENV = "TAPEDECK_CONFIG"
@@ -66,36 +66,16 @@ class ConfigError(Exception):
         self.problems = problems
 
 
-def _ticker(value: Any) -> Any:
-    return normalize_symbol(value) if isinstance(value, str) else value
-
-
-def _check_ticker(symbol: str) -> str:
-    if not is_well_formed_symbol(symbol):
-        raise ValueError("expected a ticker symbol such as AAPL or BRK.B")
-    return symbol
-
-
 def _check_list_name(name: str) -> str:
     if not name.strip():
         raise ValueError("expected a non-empty watchlist name")
     return name.strip()
 
 
-def _unique(symbols: list[str]) -> list[str]:
-    return list(dict.fromkeys(symbols))
-
-
-Ticker = Annotated[str, BeforeValidator(_ticker), AfterValidator(_check_ticker)]
 WatchlistName = Annotated[str, AfterValidator(_check_list_name)]
-SymbolList = Annotated[list[Ticker], AfterValidator(_unique)]
 
 
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
-
-
-class FeedSettings(_Section):
+class FeedSettings(Section):
     provider: str = Field(
         default="replay",
         min_length=1,
@@ -130,7 +110,7 @@ class FeedSettings(_Section):
         return self
 
 
-class ReplaySettings(_Section):
+class ReplaySettings(Section):
     start: date = Field(default=date(2019, 1, 2), description="First trading day to replay.")
     start_time: dt_time = Field(
         default=dt_time(9, 30),
@@ -157,11 +137,11 @@ class ReplaySettings(_Section):
         return value
 
 
-class SimSettings(_Section):
+class SimSettings(Section):
     seed: int = Field(default=42, description="Seed for the synthetic market.")
 
 
-class UiSettings(_Section):
+class UiSettings(Section):
     theme: str = Field(default="tapedeck-dark", min_length=1, description="Colour theme.")
     refresh_hz: float = Field(default=10.0, ge=1, le=60, description="Screen updates per second.")
     timezone: str = Field(
@@ -192,7 +172,7 @@ class UiSettings(_Section):
         return value
 
 
-class StoreSettings(_Section):
+class StoreSettings(Section):
     profile: str = Field(
         default="default",
         description="Database name: each profile keeps its own watchlists and state.",
@@ -226,19 +206,22 @@ def _log_level(value: Any) -> Any:
     return value.lower()
 
 
-class LoggingSettings(_Section):
+class LoggingSettings(Section):
     level: Annotated[LogLevelName, BeforeValidator(_log_level)] = Field(
         default="info", description="Least severe message that is logged."
     )
 
 
-class Settings(_Section):
+class Settings(Section):
     feed: FeedSettings = Field(default_factory=FeedSettings)
     replay: ReplaySettings = Field(default_factory=ReplaySettings)
     sim: SimSettings = Field(default_factory=SimSettings)
     ui: UiSettings = Field(default_factory=UiSettings)
     store: StoreSettings = Field(default_factory=StoreSettings)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
+    trading: TradingSettings = Field(default_factory=TradingSettings)
+    paper: PaperSettings = Field(default_factory=PaperSettings)
+    risk: RiskSettings = Field(default_factory=RiskSettings)
     keys: dict[str, Annotated[str, Field(min_length=1)]] = Field(
         default_factory=dict,
         description='Key bindings, binding id = key; e.g. "watchlist.add" = "a".',

@@ -10,6 +10,7 @@ import textwrap
 from collections.abc import Mapping
 from datetime import date
 from datetime import time as dt_time
+from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args, get_origin
 
@@ -146,6 +147,8 @@ def _toml_value(value: Any) -> str:
         return "true" if value else "false"
     if isinstance(value, int | float):
         return repr(value)
+    if isinstance(value, Decimal):
+        return str(value)  # a TOML number; read back as the same Decimal
     if isinstance(value, date | dt_time):
         return value.isoformat()
     if isinstance(value, list):

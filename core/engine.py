@@ -22,6 +22,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from core.brokers.base import Broker, BrokerContext, load_broker
 from core.bus import Bus
 from core.clock import Clock, ExchangeCalendar, LiveClock
 from core.config import Settings
@@ -40,12 +41,14 @@ from core.model import (
 )
 from core.state import (
     ChangeCursor,
+    CommandError,
     EngineDelta,
     EngineSnapshot,
     EngineStatus,
     Watchlist,
 )
 from core.store import Store
+from core.trading import TradingDesk
 
 log = logging.getLogger(__name__)
 
@@ -54,10 +57,6 @@ LOG_SIZE = 2_000
 DAY_NS = 24 * 3600 * NS_PER_SECOND
 REPLAY_POSITION_KEY = "replay.position_ns"
 SAVE_POSITION_EVERY_S = 5.0
-
-
-class CommandError(Exception):
-    """A command the engine refused; the message is for the trader."""
 
 
 class Engine:
@@ -70,6 +69,7 @@ class Engine:
         bus: Bus | None = None,
         wall_clock: Clock | None = None,
         calendar: ExchangeCalendar | None = None,
+        broker: Broker | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -90,6 +90,18 @@ class Engine:
         self._running = False
         self._live = asyncio.Event()  # set once the feed has delivered its first batch
         self.log_file: Path | None = None
+        if broker is None:
+            context = BrokerContext(self.market, self.bus, self.market_now_ns, self.calendar,
+                                    store)
+            broker = load_broker(settings.trading.broker, settings, context)
+        self.broker = broker
+        self.desk = TradingDesk(
+            settings, store, self.market, broker, bus=self.bus, now_ns=self.market_now_ns,
+            calendar=self.calendar, ensure_symbol=self.ensure_symbol, log_line=self.log)
+
+    def market_now_ns(self) -> int:
+        """The market clock (the replay's, for a replay; it swaps clocks on a seek)."""
+        return self.feed.clock.now_ns()
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -97,16 +109,16 @@ class Engine:
     async def open(cls, settings: Settings, **kwargs: Any) -> Engine:
         """Open the profile's database and the configured feed.
 
-        Raises StoreError (database problems) or FeedError (provider problems), each
-        with a message for the trader.
+        Raises StoreError (database problems), FeedError (provider problems) or
+        BrokerError (broker problems), each with a message for the trader.
         """
         store = await Store.open(settings.database_path())
         try:
             feed = load_feed(settings.feed.provider, settings)
+            return cls(settings, store, feed, **kwargs)
         except BaseException:
             await store.close()
             raise
-        return cls(settings, store, feed, **kwargs)
 
     async def start(self) -> None:
         self._log_handler = EngineLogHandler(self)
@@ -114,6 +126,7 @@ class Engine:
             logging.getLogger(name).addHandler(self._log_handler)
         await self._restore_replay_position()
         await self._load_watchlists()
+        await self.desk.load()
         symbols = self.subscribed_symbols()
         await self._ensure_states(symbols)
         self._supervisor = FeedSupervisor(
@@ -130,6 +143,7 @@ class Engine:
             asyncio.create_task(self._watch_staleness(), name="stale-watchdog"),
             asyncio.create_task(self._save_position_periodically(), name="replay-position"),
         ]
+        await self.desk.start()
         self.log(LogLevel.INFO, "engine",
                  f"{self.feed.name} feed, {len(symbols)} symbols, database {self.store.path.name}")
 
@@ -153,6 +167,8 @@ class Engine:
             with contextlib.suppress(BaseException):
                 await task
         self._tasks = []
+        with contextlib.suppress(Exception):
+            await self.desk.stop()
         await self._save_replay_position()
         with contextlib.suppress(Exception):
             await self.feed.close()
@@ -191,8 +207,9 @@ class Engine:
         states = self.market.states
         rows = {symbol: state.row() for symbol, state in states.items()}
         bars = {symbol: list(state.minute_bars) for symbol, state in states.items()}
+        desk = self.desk
         cursor = ChangeCursor(self.market.seq, self.market.bar_seq, self._last_log_seq(),
-                              self._watchlist_version)
+                              self._watchlist_version, desk.order_seq, len(desk.fills))
         return EngineSnapshot(
             rows=rows,
             session_bars=bars,
@@ -200,6 +217,11 @@ class Engine:
             status=self.status(),
             watchlists=list(self._watchlists),
             cursor=cursor,
+            orders=desk.recent_orders(),
+            fills=desk.fills[-500:],
+            positions=desk.positions(),
+            account=desk.account(),
+            risk=desk.risk_view(),
         )
 
     def changes(self, cursor: ChangeCursor) -> EngineDelta:
@@ -216,7 +238,14 @@ class Engine:
         cursor.bar_seq = market.bar_seq
         cursor.log_seq = self._last_log_seq()
         cursor.watchlist_version = self._watchlist_version
-        return EngineDelta(rows, bars, building, logs, self.status(), watchlists, resync)
+        desk = self.desk
+        orders = desk.orders_since(cursor.order_seq) if cursor.order_seq < desk.order_seq else []
+        fills = desk.fills[cursor.fill_count:]
+        cursor.order_seq = desk.order_seq
+        cursor.fill_count = len(desk.fills)
+        return EngineDelta(rows, bars, building, logs, self.status(), watchlists, resync,
+                           orders=orders, fills=fills, positions=desk.positions(),
+                           account=desk.account(), risk=desk.risk_view())
 
     def _last_log_seq(self) -> int:
         return self._logs[-1][0] if self._logs else 0
@@ -233,11 +262,30 @@ class Engine:
         return list(self._watchlists)
 
     def subscribed_symbols(self) -> list[str]:
+        """Every watchlist's symbols, and those with an open order or a position."""
         seen: dict[str, None] = {}
         for watchlist in self._watchlists:
             for symbol in watchlist.symbols:
                 seen[symbol] = None
+        for symbol in self.desk.symbols_in_use():
+            seen[symbol] = None
         return list(seen)
+
+    async def ensure_symbol(self, symbol: str) -> Instrument | None:
+        """Track and stream a symbol an order needs (it may be on no watchlist); None
+        when the feed has no data for it."""
+        state = self.market.states.get(symbol)
+        if state is not None:
+            return None if state.instrument.source == "unknown" else state.instrument
+        if not is_well_formed_symbol(symbol):
+            return None
+        instrument = (await self.feed.validate([symbol])).get(symbol)
+        if instrument is None:
+            return None
+        if symbol not in self.market.states:
+            self.market.track(instrument)
+            await self.feed.subscribe([symbol])
+        return self.market.states[symbol].instrument
 
     async def _load_watchlists(self) -> None:
         stored = await self.store.load_watchlists()
@@ -316,7 +364,7 @@ class Engine:
             raise CommandError(f"{symbol} is not in {current.name}")
         symbols = tuple(s for s in current.symbols if s != symbol)
         await self._replace_watchlist(index, Watchlist(current.name, symbols))
-        if symbol not in self.subscribed_symbols():
+        if symbol not in self.subscribed_symbols():  # also kept while traded
             self.market.untrack(symbol)
             await self.feed.unsubscribe([symbol])
         self.log(LogLevel.INFO, "watchlist", f"removed {symbol} from {current.name}")

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -78,17 +79,28 @@ class Journal:
     async def record_intent(self, order: Order, sequence: int, venue: str) -> None:
         """Commit the order, its pending_new event and the id sequence in one durable
         transaction. Only after this returns may a broker see the order."""
-        await self.store.submit_many([
-            ("INSERT INTO orders (client_order_id, sequence, created, symbol, venue, request,"
-             " parent_id, oco_group, replaces) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-             (order.client_order_id, sequence, order.created_ns, order.symbol, venue,
-              request_to_json(order.request), order.parent_id, order.oco_group,
-              order.replaces)),
-            _event_statement(OrderEvent(order.client_order_id, order.created_ns,
-                                        order.status, order.filled_quantity, order.reason)),
+        await self.record_intents([(order, sequence)], venue)
+
+    async def record_intents(self, orders: Sequence[tuple[Order, int]], venue: str) -> None:
+        """`record_intent` for orders that go out together (a bracket's entry and its
+        legs): all of them, or none."""
+        statements: list[tuple[str, Sequence[Any]]] = []
+        for order, sequence in orders:
+            statements += [
+                ("INSERT INTO orders (client_order_id, sequence, created, symbol, venue, "
+                 "request, parent_id, oco_group, replaces) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                 (order.client_order_id, sequence, order.created_ns, order.symbol, venue,
+                  request_to_json(order.request), order.parent_id, order.oco_group,
+                  order.replaces)),
+                _event_statement(OrderEvent(order.client_order_id, order.created_ns,
+                                            order.status, order.filled_quantity,
+                                            order.reason)),
+            ]
+        last = max(sequence for _, sequence in orders)
+        statements.append(
             ("INSERT INTO sequences (name, value) VALUES (?, ?) ON CONFLICT (name) DO UPDATE "
-             "SET value = max(value, excluded.value)", (SEQUENCE_NAME, sequence + 1)),
-        ])
+             "SET value = max(value, excluded.value)", (SEQUENCE_NAME, last + 1)))
+        await self.store.submit_many(statements)
 
     def record_event(self, event: OrderEvent, venue_order_id: str = "") -> asyncio.Future[None]:
         """Append a change of state. The write is queued (never dropped) and the future

@@ -86,4 +86,27 @@ MIGRATIONS: list[str] = [
     );
     CREATE TABLE sequences (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
     """,
+    # v3: the paper venue's own books (it survives a restart like a real broker), and
+    # the last mark of each position for readers without a feed (`tapedeck positions`).
+    """
+    CREATE TABLE paper_orders (
+        client_order_id TEXT PRIMARY KEY,
+        venue_order_id TEXT NOT NULL UNIQUE,
+        symbol TEXT NOT NULL,
+        received INTEGER NOT NULL,
+        state TEXT NOT NULL
+    );
+    CREATE TABLE paper_fills (
+        fill_id TEXT PRIMARY KEY,
+        client_order_id TEXT NOT NULL REFERENCES paper_orders (client_order_id),
+        symbol TEXT NOT NULL,
+        side TEXT NOT NULL,
+        quantity TEXT NOT NULL,
+        price TEXT NOT NULL,
+        commission TEXT NOT NULL,
+        ts INTEGER NOT NULL
+    );
+    CREATE TABLE paper_account (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+    ALTER TABLE positions ADD COLUMN mark TEXT NOT NULL DEFAULT '';
+    """,
 ]

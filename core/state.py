@@ -11,12 +11,33 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import NamedTuple
 
-from core.model import NS_PER_SECOND, Bar, FeedState, Instrument, LogEvent, MarketPhase
+from core.model import (
+    NS_PER_SECOND,
+    TERMINAL_STATUSES,
+    Bar,
+    FeedState,
+    Fill,
+    Instrument,
+    LogEvent,
+    MarketPhase,
+    OrderStatus,
+    OrderType,
+    Side,
+    TimeInForce,
+    TradingState,
+)
+from core.risk import LimitUse
 
 MINUTE_NS = 60 * NS_PER_SECOND
 NAN = math.nan
+ZERO = Decimal(0)
+
+
+class CommandError(Exception):
+    """A command the engine refused; the message is for the trader."""
 
 
 class SymbolState:
@@ -170,6 +191,72 @@ class EngineStatus:
     database: str
 
 
+@dataclass(frozen=True, slots=True)
+class OrderView:
+    """An order as a consumer sees it."""
+
+    client_order_id: str
+    symbol: str
+    side: Side
+    quantity: Decimal
+    order_type: OrderType
+    time_in_force: TimeInForce
+    limit_price: Decimal | None
+    stop_price: Decimal | None
+    trail: str  # "1.50" or "2%" for a trailing stop, else ""
+    status: OrderStatus
+    filled_quantity: Decimal
+    average_price: Decimal | None
+    created_ns: int
+    updated_ns: int
+    reason: str
+    parent_id: str = ""
+    replaces: str = ""
+    strategy: str = ""
+
+    @property
+    def is_open(self) -> bool:
+        return self.status not in TERMINAL_STATUSES
+
+    @property
+    def remaining(self) -> Decimal:
+        return self.quantity - self.filled_quantity
+
+
+@dataclass(frozen=True, slots=True)
+class PositionView:
+    symbol: str
+    quantity: Decimal
+    average_cost: Decimal
+    last_price: Decimal | None
+    market_value: Decimal
+    unrealized: Decimal
+    realized: Decimal
+
+
+@dataclass(frozen=True, slots=True)
+class AccountView:
+    cash: Decimal
+    equity: Decimal
+    buying_power: Decimal
+    day_pnl: Decimal
+    realized: Decimal
+    unrealized: Decimal
+    gross_exposure: Decimal
+    net_exposure: Decimal
+    commissions: Decimal
+    starting_cash: Decimal
+    broker: str
+
+
+@dataclass(frozen=True, slots=True)
+class RiskView:
+    state: TradingState
+    reason: str
+    automatic: bool
+    limits: tuple[LimitUse, ...]
+
+
 @dataclass(slots=True)
 class ChangeCursor:
     """How far one consumer has read the engine's changes."""
@@ -178,6 +265,8 @@ class ChangeCursor:
     bar_seq: int = 0
     log_seq: int = 0
     watchlist_version: int = -1
+    order_seq: int = 0
+    fill_count: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,6 +284,11 @@ class EngineDelta:
     status: EngineStatus
     watchlists: Sequence[Watchlist] | None
     resync: bool = False
+    orders: Sequence[OrderView] = ()  # orders that changed, in order of change
+    fills: Sequence[Fill] = ()  # new fills, oldest first
+    positions: Sequence[PositionView] = ()  # every open position, marked now
+    account: AccountView | None = None
+    risk: RiskView | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -205,3 +299,8 @@ class EngineSnapshot:
     status: EngineStatus
     watchlists: list[Watchlist]
     cursor: ChangeCursor = field(default_factory=ChangeCursor)
+    orders: list[OrderView] = field(default_factory=list)  # every order of the journal
+    fills: list[Fill] = field(default_factory=list)
+    positions: list[PositionView] = field(default_factory=list)
+    account: AccountView | None = None
+    risk: RiskView | None = None

@@ -290,7 +290,7 @@ def test_default_config_text_loads_back_to_the_defaults(tmp_path: Path) -> None:
 
 
 def test_redaction_hides_secrets_at_any_depth() -> None:
-    class BrokerSettings(config_module._Section):
+    class BrokerSettings(config_module.Section):
         name: str = "paper"
         api_key: str = "AKIA-123"
         secret_key: str = "s3cr3t"

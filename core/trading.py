@@ -1,0 +1,703 @@
+"""The trading desk: the one path from a command to a broker, and the book of what came
+back.
+
+place -> checks of the request -> risk -> the journal's intent, committed -> the broker.
+The broker reports on the loop (`on_broker_event`): each change is applied to the
+order, the fill to the portfolio, and both are appended to the journal. Nothing reaches
+a broker any other way; the kill switch and close-position orders pass risk too, held
+to shrinking a position.
+
+On start the desk rebuilds orders, fills and positions from the journal, then settles
+the orders the journal holds as in flight by asking the broker by client order id: an
+order the broker never received is marked rejected, never sent again.
+
+The desk publishes every order event and fill on the bus (strategies and notifications
+subscribe there) and keeps sequence numbers so consumers can pull only what changed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, replace
+from decimal import Decimal
+from typing import Any
+
+from core.brokers.base import (
+    Broker,
+    BrokerError,
+    BrokerEvent,
+    OrderUpdate,
+    describe,
+)
+from core.bus import Bus
+from core.clock import ExchangeCalendar
+from core.config import Settings
+from core.journal import Journal
+from core.market import MarketState
+from core.model import (
+    Fill,
+    Instrument,
+    LogLevel,
+    OrderRequest,
+    OrderStatus,
+    OrderType,
+    Side,
+    Trade,
+    TradingState,
+)
+from core.orders import ClientOrderIds, IllegalTransition, Order, OrderError, OrderEvent
+from core.portfolio import ZERO, Portfolio, as_decimal
+from core.risk import OpenOrder, RiskBook, RiskDecision, RiskEngine, StateChange
+from core.state import (
+    AccountView,
+    CommandError,
+    OrderView,
+    PositionView,
+    RiskView,
+)
+from core.store import Store, StoreError
+
+log = logging.getLogger(__name__)
+
+MONITOR_EVERY_S = 0.25
+ACCOUNT_REFRESH_S = 1.0
+SNAPSHOT_ORDERS = 500  # orders (besides the open ones) a fresh consumer receives
+SNAPSHOT_FILLS = 500
+S = OrderStatus
+
+
+@dataclass(frozen=True, slots=True)
+class KillReport:
+    canceled: int
+    flattening: list[str]  # client order ids of the closing orders
+    problems: list[str]
+
+
+class TradingDesk:
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        market: MarketState,
+        broker: Broker,
+        *,
+        bus: Bus,
+        now_ns: Callable[[], int],
+        calendar: ExchangeCalendar,
+        ensure_symbol: Callable[[str], Awaitable[Instrument | None]],
+        log_line: Callable[[LogLevel, str, str], None],
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.market = market
+        self.broker = broker
+        self.bus = bus
+        self.now_ns = now_ns
+        self.calendar = calendar
+        self.journal = Journal(store)
+        self.ensure_symbol = ensure_symbol
+        self.log_line = log_line
+        self.risk = RiskEngine(settings.risk)
+        self.portfolio = Portfolio.start(ZERO)
+        self.orders: dict[str, Order] = {}
+        self.fills: list[Fill] = []
+        self.ids = ClientOrderIds(settings.trading.order_id_prefix, 1)
+        self.order_seq = 0
+        self._order_seqs: dict[str, int] = {}
+        self._buying_power = ZERO
+        self._session_day = ""
+        self._tasks: list[asyncio.Task[Any]] = []
+        self._unsubscribe: Callable[[], None] | None = None
+        self.illegal_transitions = 0
+        self._in_flight: list[Order] = []
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def load(self) -> None:
+        """Rebuild from the journal (before the feed starts: the symbols in use must be
+        tracked)."""
+        state = await self.journal.load()
+        self.orders = state.orders
+        self.fills = state.fills
+        self.ids.next_sequence = state.next_sequence
+        for order in self.orders.values():
+            self._touched(order)
+        self._in_flight = state.in_flight()
+
+    def symbols_in_use(self) -> list[str]:
+        """Symbols with an open order or a position: the feed must keep serving them."""
+        symbols = {o.symbol for o in self.orders.values() if o.is_open}
+        symbols.update(p.symbol for p in self.portfolio.positions.values() if p.quantity)
+        symbols.update(f.symbol for f in self.fills)  # positions before the portfolio loads
+        return sorted(symbols)
+
+    async def start(self) -> None:
+        await self.broker.start(self.on_broker_event)
+        account = await self.broker.account()
+        self.portfolio = Portfolio.start(account.starting_cash)
+        for fill in self.fills:
+            self.portfolio.apply_fill(fill)
+        self._buying_power = account.buying_power
+        await self._reconcile(self._in_flight)
+        self._in_flight = []
+        for symbol, state in self.market.states.items():
+            if state.last == state.last:
+                self.portfolio.mark(symbol, state.last)
+        self.portfolio.day_start_equity = await self._previous_close_equity()
+        self.risk.begin_day(self.portfolio.equity())
+        self._session_day = str(self.calendar.session_date(self.now_ns()))
+        self._unsubscribe = self.bus.subscribe(Trade, self._on_trade)
+        self._tasks = [asyncio.create_task(self._monitor(), name="trading-monitor")]
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(BaseException):
+                await task
+        self._tasks = []
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+            self._unsubscribe = None
+        with contextlib.suppress(Exception):
+            await self.save_snapshot()
+        await self.broker.stop()
+
+    async def _reconcile(self, in_flight: Sequence[Order]) -> None:
+        for order in in_flight:
+            try:
+                known = await self.broker.lookup(order.client_order_id)
+            except BrokerError as err:
+                self.log_line(LogLevel.ERROR, "orders",
+                              f"{order.client_order_id}: the {self.broker.name} broker could "
+                              f"not be asked about it: {err}")
+                continue
+            now = self.now_ns()
+            if known is None:
+                self._apply(order, S.REJECTED, now,
+                            f"never reached the {self.broker.name} venue (the engine stopped "
+                            "before sending it); not sent again")
+                continue
+            if known.venue_order_id:
+                order.venue_order_id = known.venue_order_id
+            for fill in known.fills:
+                self._on_fill(fill)
+            if known.status != order.status and known.status != S.PARTIALLY_FILLED and (
+                    known.status != S.FILLED):
+                self._apply(order, known.status, now, known.reason or "settled on restart")
+        if in_flight:
+            self.log_line(LogLevel.INFO, "orders",
+                          f"settled {len(in_flight)} in-flight orders with the "
+                          f"{self.broker.name} broker")
+
+    async def _previous_close_equity(self) -> Decimal | None:
+        """Day P&L counts from the last snapshot before today's session."""
+        today = self.calendar.session_date(self.now_ns())
+        opens = self.calendar.open_close_ns(today)[0]
+        row = await self.store.fetchone(
+            "SELECT equity FROM account_snapshots WHERE ts < ? ORDER BY ts DESC LIMIT 1",
+            (opens,))
+        return Decimal(row["equity"]) if row is not None else None
+
+    # ------------------------------------------------------------------ commands
+
+    async def place(self, request: OrderRequest, *, flatten: bool = False) -> Order:
+        """Check, journal and send an order; returns it once the intent is durable and
+        the broker has it. Raises CommandError with the reason when it is refused."""
+        request = await self._checked(request)
+        legs_requests = self._legs(request)
+        decision = self.risk.check(request, self.book(request.symbol), flatten=flatten,
+                                   extra_orders=len(legs_requests))
+        self._audit_decision(request, decision, flatten=flatten)
+        if not decision.accepted:
+            self.log_line(LogLevel.WARNING, "risk", f"refused {_phrase(request)}: "
+                          f"{decision.reason}")
+            raise CommandError(f"risk refused the order: {decision.reason}")
+        self.risk.record_sent()
+        now = self.now_ns()
+        coid, sequence = self.ids.issue(now)
+        order = Order(coid, request, now)
+        intents = [(order, sequence)]
+        legs: list[Order] = []
+        for leg_request in legs_requests:
+            leg_id, leg_sequence = self.ids.issue(now)
+            leg = Order(leg_id, leg_request, now, parent_id=coid, oco_group=coid)
+            legs.append(leg)
+            intents.append((leg, leg_sequence))
+        # Registered before the await, so a check that runs meanwhile counts it.
+        for pending, _ in intents:
+            self.orders[pending.client_order_id] = pending
+            self._touched(pending)
+        try:
+            await self.journal.record_intents(intents, self.broker.name)
+        except (StoreError, OSError, ValueError) as err:
+            for pending, _ in intents:
+                self.orders.pop(pending.client_order_id, None)
+            raise CommandError(f"the order was not sent: the journal could not record it "
+                               f"({err})") from err
+        await self._send(order, legs)
+        return order
+
+    async def _send(self, order: Order, legs: Sequence[Order]) -> None:
+        try:
+            await self.broker.submit(order, legs)
+        except BrokerError as err:
+            now = self.now_ns()
+            for sent in (order, *legs):
+                if sent.status == S.PENDING_NEW:
+                    self._apply(sent, S.REJECTED, now, str(err))
+            raise CommandError(f"the {self.broker.name} broker refused the order: {err}") \
+                from err
+
+    async def cancel(self, client_order_id: str) -> None:
+        order = self._open_order(client_order_id)
+        if order.status in (S.PENDING_CANCEL, S.PENDING_REPLACE):
+            raise CommandError(f"{client_order_id} is already "
+                               f"{order.status.value.replace('_', ' ')}")
+        self._apply(order, S.PENDING_CANCEL, self.now_ns(), "")
+        self.store.audit("order", f"cancel {client_order_id}", {"order": client_order_id})
+        try:
+            await self.broker.cancel(client_order_id)
+        except BrokerError as err:
+            back = S.ACCEPTED if order.filled_quantity == 0 else S.PARTIALLY_FILLED
+            if _still(order, S.PENDING_CANCEL):
+                self._apply(order, back, self.now_ns(), f"cancel failed: {err}")
+            raise CommandError(f"the cancel did not go through: {err}") from err
+
+    async def replace(self, client_order_id: str, *, quantity: Decimal | None = None,
+                      limit_price: Decimal | None = None,
+                      stop_price: Decimal | None = None) -> Order:
+        """Replace an open order's quantity (what is left to fill) or prices."""
+        old = self._open_order(client_order_id)
+        if old.status in (S.PENDING_CANCEL, S.PENDING_REPLACE):
+            raise CommandError(f"{client_order_id} is {old.status.value.replace('_', ' ')}: "
+                               "wait for the venue's answer")
+        if "replace" not in self.broker.capabilities:
+            raise CommandError(f"the {self.broker.name} broker cannot replace orders")
+        request = replace(
+            old.request,
+            quantity=quantity if quantity is not None else old.remaining,
+            limit_price=limit_price if limit_price is not None else old.request.limit_price,
+            stop_price=stop_price if stop_price is not None else old.request.stop_price,
+            take_profit=None, stop_loss=None)
+        if request == replace(old.request, quantity=old.remaining, take_profit=None,
+                              stop_loss=None):
+            raise CommandError("nothing to change: the order already reads so")
+        request = await self._checked(request)
+        if old.parent_id:
+            # A bracket leg only ever closes what its entry opened (the venue holds it
+            # to that), so moving it is judged as closing, in any trading state.
+            decision = RiskDecision(True, "", "bracket leg")
+        else:
+            replacing = OpenOrder(old.symbol, old.side, old.remaining, _order_price(old))
+            decision = self.risk.check(request, self.book(request.symbol), replacing=replacing)
+        self._audit_decision(request, decision, replaces=client_order_id)
+        if not decision.accepted:
+            raise CommandError(f"risk refused the change: {decision.reason}")
+        now = self.now_ns()
+        coid, sequence = self.ids.issue(now)
+        new = Order(coid, request, now, parent_id=old.parent_id, oco_group=old.oco_group,
+                    replaces=client_order_id)
+        self.orders[coid] = new
+        self._touched(new)
+        try:
+            await self.journal.record_intent(new, sequence, self.broker.name)
+        except (StoreError, OSError, ValueError) as err:
+            self.orders.pop(coid, None)
+            raise CommandError(f"the change was not sent: the journal could not record it "
+                               f"({err})") from err
+        if old.is_open and old.can_become(S.PENDING_REPLACE):
+            self._apply(old, S.PENDING_REPLACE, now, "")
+        try:
+            await self.broker.replace(client_order_id, new)
+        except BrokerError as err:
+            self._apply(new, S.REJECTED, self.now_ns(), str(err))
+            if _still(old, S.PENDING_REPLACE):
+                back = S.ACCEPTED if old.filled_quantity == 0 else S.PARTIALLY_FILLED
+                self._apply(old, back, self.now_ns(), f"replace failed: {err}")
+            raise CommandError(f"the change did not go through: {err}") from err
+        return new
+
+    async def cancel_all(self, symbol: str | None = None) -> int:
+        """Cancel every open order (of one symbol); returns how many were asked."""
+        asked = 0
+        for order in list(self.orders.values()):
+            if not order.is_open or order.status == S.PENDING_CANCEL:
+                continue
+            if symbol is not None and order.symbol != symbol:
+                continue
+            with contextlib.suppress(CommandError):
+                await self.cancel(order.client_order_id)
+                asked += 1
+        return asked
+
+    async def close_position(self, symbol: str) -> Order:
+        """Cancel the symbol's open orders (bracket legs would reopen it), then close the
+        position at the market."""
+        quantity = self.portfolio.position(symbol)
+        if quantity == 0:
+            raise CommandError(f"there is no {symbol} position to close")
+        await self.cancel_all(symbol)
+        request = OrderRequest(symbol, Side.SELL if quantity > 0 else Side.BUY, abs(quantity),
+                               strategy="close")
+        return await self.place(request, flatten=True)
+
+    async def kill(self) -> KillReport:
+        """The kill switch: halt, cancel every open order, close every position."""
+        self.set_trading_state(TradingState.HALTED, "kill switch")
+        canceled = await self.cancel_all()
+        flattening: list[str] = []
+        problems: list[str] = []
+        for position in list(self.portfolio.positions.values()):
+            if position.quantity == 0:
+                continue
+            request = OrderRequest(position.symbol,
+                                   Side.SELL if position.quantity > 0 else Side.BUY,
+                                   abs(position.quantity), strategy="kill switch")
+            try:
+                order = await self.place(request, flatten=True)
+            except CommandError as err:
+                problems.append(f"{position.symbol}: {err}")
+                continue
+            flattening.append(order.client_order_id)
+        message = (f"kill switch: halted, {canceled} orders canceled, "
+                   f"{len(flattening)} positions closing")
+        if problems:
+            message += "; could not close " + "; ".join(problems)
+        self.log_line(LogLevel.WARNING if problems else LogLevel.INFO, "risk", message)
+        self.store.audit("kill switch", message, {"canceled": canceled,
+                                                  "closing": flattening})
+        return KillReport(canceled, flattening, problems)
+
+    def set_trading_state(self, state: TradingState, reason: str) -> None:
+        change = self.risk.set_state(state, reason or "set by the trader")
+        if change is not None:
+            self._state_changed(change)
+
+    # ------------------------------------------------------------------ checks
+
+    async def _checked(self, request: OrderRequest) -> OrderRequest:
+        """The request with its symbol known, its quantity in lots and its prices on
+        the tick; CommandError for anything wrong."""
+        problems = request.problems()
+        if problems:
+            raise CommandError("; ".join(problems))
+        kind = request.order_type
+        needs = {OrderType.STOP: "stop", OrderType.STOP_LIMIT: "stop_limit",
+                 OrderType.TRAILING_STOP: "trailing_stop"}.get(kind)
+        if needs and needs not in self.broker.capabilities:
+            raise CommandError(f"the {self.broker.name} broker does not take "
+                               f"{kind.value.replace('_', '-')} orders")
+        if request.is_bracket and "bracket" not in self.broker.capabilities:
+            raise CommandError(f"the {self.broker.name} broker does not take brackets")
+        instrument = await self.ensure_symbol(request.symbol)
+        if instrument is None:
+            raise CommandError(f"unknown symbol {request.symbol}: there is no market "
+                               "data for it")
+        if instrument.round_quantity(request.quantity) != request.quantity:
+            raise CommandError(f"the quantity must be a whole number of lots of "
+                               f"{instrument.lot_size.normalize():f}")
+        for name in ("limit_price", "stop_price", "take_profit", "stop_loss", "trail_amount"):
+            value = getattr(request, name)
+            if value is not None and instrument.round_price(value) != value:
+                raise CommandError(f"the {name.replace('_', ' ')} {value} is not on the "
+                                   f"tick of {instrument.tick_size.normalize():f}")
+        return request
+
+    @staticmethod
+    def _legs(request: OrderRequest) -> list[OrderRequest]:
+        legs = []
+        exit_side = Side.SELL if request.side == Side.BUY else Side.BUY
+        if request.take_profit is not None:
+            legs.append(OrderRequest(request.symbol, exit_side, request.quantity,
+                                     OrderType.LIMIT, request.time_in_force,
+                                     limit_price=request.take_profit,
+                                     strategy=request.strategy))
+        if request.stop_loss is not None:
+            legs.append(OrderRequest(request.symbol, exit_side, request.quantity,
+                                     OrderType.STOP, request.time_in_force,
+                                     stop_price=request.stop_loss, strategy=request.strategy))
+        return legs
+
+    def book(self, also: str = "") -> RiskBook:
+        """The account as risk sees it now (with the price of `also`, an order's
+        symbol)."""
+        prices: dict[str, Decimal] = {}
+        symbols = {p.symbol for p in self.portfolio.positions.values()}
+        if also:
+            symbols.add(also)
+        open_orders = []
+        for order in self.orders.values():
+            if order.is_open and not order.parent_id:
+                symbols.add(order.symbol)
+                open_orders.append(OpenOrder(order.symbol, order.side, order.remaining,
+                                             _order_price(order)))
+        for symbol in symbols:
+            state = self.market.states.get(symbol)
+            if state is not None and state.last == state.last:
+                prices[symbol] = as_decimal(state.last)
+        positions = {p.symbol: p.quantity for p in self.portfolio.positions.values()
+                     if p.quantity}
+        summary = self.portfolio.summary()
+        return RiskBook(positions, prices, tuple(open_orders), summary.equity,
+                        summary.day_pnl)
+
+    def precheck(self, request: OrderRequest) -> RiskDecision:
+        """What risk would say, without sending or counting anything (the ticket)."""
+        problems = request.problems()
+        if problems:
+            return RiskDecision(False, "; ".join(problems), "request")
+        return self.risk.check(request, self.book(request.symbol),
+                               extra_orders=len(self._legs(request)))
+
+    def _audit_decision(self, request: OrderRequest, decision: RiskDecision, *,
+                        flatten: bool = False, replaces: str = "") -> None:
+        verdict = "accepted" if decision.accepted else "refused"
+        message = f"{verdict} {_phrase(request)}"
+        if decision.reason:
+            message += f": {decision.reason}"
+        data = {"check": decision.check, "notional": str(decision.notional),
+                "state": self.risk.state.value, "flatten": flatten}
+        if replaces:
+            data["replaces"] = replaces
+        self.store.audit("risk", message, data, ts_ns=self.now_ns())
+
+    def _open_order(self, client_order_id: str) -> Order:
+        order = self.orders.get(client_order_id)
+        if order is None:
+            raise CommandError(f"there is no order {client_order_id}")
+        if not order.is_open:
+            raise CommandError(f"{client_order_id} is already {order.status.value}")
+        return order
+
+    # ------------------------------------------------------------------ broker reports
+
+    def on_broker_event(self, event: BrokerEvent) -> None:
+        if isinstance(event, Fill):
+            self._on_fill(event)
+        else:
+            self._on_update(event)
+
+    def _on_update(self, update: OrderUpdate) -> None:
+        order = self.orders.get(update.client_order_id)
+        if order is None:
+            self.log_line(LogLevel.ERROR, "orders", f"the {self.broker.name} broker reported "
+                          f"{update.status.value} for an unknown order {update.client_order_id}")
+            return
+        if update.venue_order_id:
+            order.venue_order_id = update.venue_order_id
+        if update.status == order.status and not update.reason:
+            return
+        self._apply(order, update.status, update.ts_ns, update.reason, update.venue_order_id)
+        if update.status == S.REJECTED:
+            self.log_line(LogLevel.WARNING, "orders",
+                          f"{describe(order)} rejected: {update.reason}")
+        elif update.status == S.EXPIRED:
+            self.log_line(LogLevel.INFO, "orders", f"{describe(order)} expired")
+
+    def _apply(self, order: Order, status: OrderStatus, ts_ns: int, reason: str,
+               venue_order_id: str = "") -> None:
+        try:
+            event = order.transition(status, ts_ns, reason)
+        except IllegalTransition as err:
+            self._illegal(err)
+            return
+        self._record(event, venue_order_id)
+        self._touched(order)
+        self.bus.publish(event)
+
+    def _illegal(self, err: OrderError) -> None:
+        self.illegal_transitions += 1
+        self.log_line(LogLevel.ERROR, "orders", str(err))
+        self.store.audit("illegal transition", str(err))
+
+    def _record(self, event: OrderEvent, venue_order_id: str = "") -> None:
+        try:
+            self.journal.record_event(event, venue_order_id).add_done_callback(
+                _log_journal_failure)
+        except StoreError as err:
+            log.error("order event not journaled: %s", err)
+
+    def _on_fill(self, fill: Fill) -> None:
+        order = self.orders.get(fill.client_order_id)
+        if order is None:
+            self.log_line(LogLevel.ERROR, "orders", f"fill {fill.fill_id} for an unknown "
+                          f"order {fill.client_order_id}")
+            return
+        try:
+            event = order.apply_fill(fill)
+        except OrderError as err:
+            self._illegal(err)
+            return
+        if event is None:
+            return  # reported before
+        self.portfolio.apply_fill(fill)
+        state = self.market.states.get(fill.symbol)
+        if state is not None and state.last == state.last:
+            self.portfolio.mark(fill.symbol, state.last)
+        self.fills.append(fill)
+        try:
+            self.journal.record_fill(fill, event).add_done_callback(_log_journal_failure)
+        except StoreError as err:
+            log.error("fill not journaled: %s", err)
+        self._touched(order)
+        self.bus.publish(event)
+        self.bus.publish(fill)
+        self.log_line(LogLevel.INFO, "fills",
+                      f"{fill.side.value} {fill.quantity.normalize():f} {fill.symbol} @ "
+                      f"{fill.price} ({order.client_order_id}, "
+                      f"{order.filled_quantity.normalize():f}/"
+                      f"{order.quantity.normalize():f})")
+
+    def _touched(self, order: Order) -> None:
+        self.order_seq += 1
+        self._order_seqs[order.client_order_id] = self.order_seq
+
+    def _on_trade(self, trade: Trade) -> None:
+        self.portfolio.mark(trade.symbol, trade.price)
+
+    # ------------------------------------------------------------------ monitor
+
+    async def _monitor(self) -> None:
+        last_snapshot = last_account = time.monotonic()
+        every = self.settings.trading.snapshot_every_s
+        while True:
+            await asyncio.sleep(MONITOR_EVERY_S)
+            try:
+                await self._watch_session()
+                summary = self.portfolio.summary()
+                change = self.risk.observe(summary.equity, summary.day_pnl)
+                if change is not None:
+                    self._state_changed(change)
+                now = time.monotonic()
+                if now - last_account >= ACCOUNT_REFRESH_S:
+                    last_account = now
+                    self._buying_power = (await self.broker.account()).buying_power
+                if now - last_snapshot >= every:
+                    last_snapshot = now
+                    await self.save_snapshot()
+            except (StoreError, BrokerError) as err:
+                log.warning("trading monitor: %s", err)
+
+    async def _watch_session(self) -> None:
+        now = self.now_ns()
+        day = str(self.calendar.session_date(now))
+        if day == self._session_day:
+            return
+        await self.save_snapshot()  # the previous session's close
+        self._session_day = day
+        self.portfolio.begin_day()
+        change = self.risk.begin_day(self.portfolio.equity())
+        if change is not None:
+            self._state_changed(change)
+
+    async def save_snapshot(self) -> None:
+        """Persist the account (the equity curve) and the positions with their marks."""
+        summary = self.portfolio.summary()
+        now = self.now_ns()
+        statements: list[tuple[str, Sequence[Any]]] = [(
+            "INSERT OR REPLACE INTO account_snapshots (ts, cash, equity, gross_exposure, "
+            "net_exposure, realized, unrealized, day_pnl) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (now, str(summary.cash), str(summary.equity), str(summary.gross_exposure),
+             str(summary.net_exposure), str(summary.realized), str(summary.unrealized),
+             str(summary.day_pnl)))]
+        for position in self.portfolio.positions.values():
+            if position.quantity == 0:
+                statements.append(("DELETE FROM positions WHERE symbol = ?",
+                                   (position.symbol,)))
+                continue
+            mark = "" if position.last_price != position.last_price else repr(
+                position.last_price)
+            statements.append((
+                "INSERT INTO positions (symbol, quantity, average_cost, realized, updated, "
+                "mark) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (symbol) DO UPDATE SET "
+                "quantity = excluded.quantity, average_cost = excluded.average_cost, "
+                "realized = excluded.realized, updated = excluded.updated, "
+                "mark = excluded.mark",
+                (position.symbol, str(position.quantity), str(position.average_cost),
+                 str(position.realized), now, mark)))
+        await self.store.submit_many(statements)
+
+    def _state_changed(self, change: StateChange) -> None:
+        who = "automatically" if change.automatic else "by the trader"
+        message = (f"trading state {change.old.value} -> {change.new.value} ({who}): "
+                   f"{change.reason}")
+        level = LogLevel.INFO if change.new == TradingState.ACTIVE else LogLevel.WARNING
+        self.log_line(level, "risk", message)
+        self.store.audit("trading state", message, {"old": change.old.value,
+                                                    "new": change.new.value,
+                                                    "automatic": change.automatic},
+                         ts_ns=self.now_ns())
+        self.bus.publish(change)
+
+    # ------------------------------------------------------------------ views
+
+    def orders_since(self, seq: int) -> list[OrderView]:
+        changed = [(s, coid) for coid, s in self._order_seqs.items() if s > seq]
+        changed.sort()
+        return [order_view(self.orders[coid]) for _, coid in changed if coid in self.orders]
+
+    def recent_orders(self) -> list[OrderView]:
+        orders = list(self.orders.values())
+        recent = orders[-SNAPSHOT_ORDERS:]
+        older_open = [o for o in orders[:-SNAPSHOT_ORDERS] if o.is_open]
+        return [order_view(o) for o in (*older_open, *recent)]
+
+    def positions(self) -> list[PositionView]:
+        views = []
+        for position in self.portfolio.positions.values():
+            if position.quantity == 0:
+                continue
+            last = None if position.last_price != position.last_price else as_decimal(
+                position.last_price)
+            views.append(PositionView(position.symbol, position.quantity,
+                                      position.average_cost, last, position.market_value(),
+                                      position.unrealized(), position.realized))
+        return views
+
+    def account(self) -> AccountView:
+        summary = self.portfolio.summary()
+        return AccountView(summary.cash, summary.equity, self._buying_power, summary.day_pnl,
+                           summary.realized, summary.unrealized, summary.gross_exposure,
+                           summary.net_exposure, summary.commissions,
+                           self.portfolio.starting_cash, self.broker.name)
+
+    def risk_view(self) -> RiskView:
+        return RiskView(self.risk.state, self.risk.state_reason, self.risk.state_automatic,
+                        tuple(self.risk.utilisation(self.book())))
+
+
+def order_view(order: Order) -> OrderView:
+    request = order.request
+    trail = ""
+    if request.trail_amount is not None:
+        trail = f"{request.trail_amount}"
+    elif request.trail_percent is not None:
+        trail = f"{request.trail_percent.normalize():f}%"
+    return OrderView(order.client_order_id, request.symbol, request.side, request.quantity,
+                     request.order_type, request.time_in_force, request.limit_price,
+                     request.stop_price, trail, order.status, order.filled_quantity,
+                     order.average_price, order.created_ns, order.updated_ns, order.reason,
+                     order.parent_id, order.replaces, request.strategy)
+
+
+def _still(order: Order, status: OrderStatus) -> bool:
+    """The order's status now (after an await, when a report may have moved it)."""
+    return order.status == status
+
+
+def _order_price(order: Order) -> Decimal | None:
+    return order.request.limit_price or order.request.stop_price
+
+
+def _phrase(request: OrderRequest) -> str:
+    return describe(Order("", request, 0))
+
+
+def _log_journal_failure(future: asyncio.Future[None]) -> None:
+    if not future.cancelled() and (err := future.exception()) is not None:
+        log.error("the order journal could not record a change: %s", err)
