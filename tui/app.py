@@ -145,6 +145,7 @@ class TapedeckApp(App[int]):
     def action_catalogue(self) -> Iterator[tuple[str, str, str, str, DOMNode]]:
         """(binding id, keys, description, action, namespace) of every bound action of
         the app, the workstation and its widgets, for the help screen and palette."""
+        from tui.widgets.blotter import Blotter
         from tui.widgets.quote_board import QuoteBoard
 
         seen: set[str] = set()
@@ -154,6 +155,8 @@ class TapedeckApp(App[int]):
             if self.workstation.is_mounted:
                 board = self.workstation.query_one(QuoteBoard)
                 sources.append((board, list(board.BINDINGS)))
+                blotter = self.workstation.query_one(Blotter)
+                sources.append((blotter, list(blotter.BINDINGS)))
         for namespace, bindings in sources:
             for binding in bindings:
                 if not isinstance(binding, Binding) or not binding.id or binding.id in seen:

@@ -8,6 +8,7 @@ from functools import partial
 
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 
+from core.model import TradingState
 from tui.widgets.quote_board import COLUMNS
 
 
@@ -34,6 +35,14 @@ class WorkstationCommands(Provider):
                                      partial(screen.sort_board, column.key)))
             commands.append(("Sort: watchlist order", "as the list is arranged",
                              partial(screen.sort_board, None)))
+            descriptions = {
+                TradingState.ACTIVE: "resume: new orders allowed",
+                TradingState.REDUCING: "only orders that shrink a position",
+                TradingState.HALTED: "no new orders; cancels still work",
+            }
+            for state, description in descriptions.items():
+                commands.append((f"Trading state: {state.value}", description,
+                                 partial(screen.run_set_trading_state, state)))
             for speed in SPEED_STEPS:
                 commands.append((f"Replay speed {speed:g}x", "how fast the replay runs",
                                  partial(screen.run_set_speed, speed)))

@@ -14,6 +14,7 @@ DIALOG_CSS = """
 {name} > Vertical {{
     width: 60; height: auto; border: round $accent; background: $surface; padding: 1 2;
 }}
+{name} Vertical > Label {{ width: 1fr; }}
 {name} Horizontal {{ height: auto; align-horizontal: right; margin-top: 1; }}
 {name} Button {{ margin-left: 1; }}
 """

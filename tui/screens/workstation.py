@@ -1,4 +1,6 @@
-"""The main screen: watchlists and the quote board, the chart, the log, the status bar.
+"""The main screen: watchlists and the quote board, the chart, the blotter, the risk
+panel, the log, the status bar; and the trading keys (b/s order ticket, ctrl+k kill
+switch, cancel-all).
 
 At 80x24 (below `ui.compact_width` x `ui.compact_height`) the panes become tabs; above
 it they sit side by side. Both layouts are the same widgets: only CSS classes change,
@@ -19,28 +21,30 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
-from textual.screen import Screen
 from textual.widgets import Footer, Tab, Tabs
 
 from core.client import CommandError, EngineClient
 from core.state import ChangeCursor, EngineDelta, EngineSnapshot, QuoteRow, Watchlist
 from tui.screens.prompt import Confirm, TextPrompt
 from tui.screens.symbol_search import AddedSymbol, SymbolSearch
+from tui.screens.trading_actions import TRADING_BINDINGS, TradingActions
+from tui.widgets.blotter import Blotter
 from tui.widgets.chart import ChartPane
 from tui.widgets.log_pane import LogPane
 from tui.widgets.quote_board import QuoteBoard
+from tui.widgets.risk_panel import RiskPanel
 from tui.widgets.status_bar import StatusBar
 from tui.widgets.watchlist_tabs import WatchlistTabs, tab_id
 
 if TYPE_CHECKING:
     from tui.app import TapedeckApp
 
-PANES = ("quotes", "chart", "log")
+PANES = ("quotes", "chart", "log", "orders", "risk")
 SPEED_STEPS = (0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 100.0)
 ACTIVE_WATCHLIST_KEY = "ui.watchlist"
 
 
-class WorkstationScreen(Screen[None]):
+class WorkstationScreen(TradingActions):
     BINDINGS = [
         Binding("slash,a", "add_symbol", "Add symbol", id="watchlist.add"),
         Binding("delete", "remove_symbol", "Remove", id="watchlist.remove"),
@@ -63,6 +67,9 @@ class WorkstationScreen(Screen[None]):
         Binding("1", "show_pane('quotes')", "Quotes pane", show=False, id="pane.quotes"),
         Binding("2", "show_pane('chart')", "Chart pane", show=False, id="pane.chart"),
         Binding("3", "show_pane('log')", "Log pane", show=False, id="pane.log"),
+        Binding("4", "show_pane('orders')", "Blotter", show=False, id="pane.orders"),
+        Binding("5", "show_pane('risk')", "Risk pane", show=False, id="pane.risk"),
+        *TRADING_BINDINGS,
     ]
 
     def __init__(self, client: EngineClient, zone: tzinfo, zone_label: str) -> None:
@@ -94,19 +101,24 @@ class WorkstationScreen(Screen[None]):
             Tab("1 Quotes", id="pane-quotes"),
             Tab("2 Chart", id="pane-chart"),
             Tab("3 Log", id="pane-log"),
+            Tab("4 Orders", id="pane-orders"),
+            Tab("5 Risk", id="pane-risk"),
             id="pane-tabs",
         )
         with Horizontal(id="panes"):
             with Vertical(id="left-column"):
                 yield WatchlistTabs(id="watchlist-tabs")
                 yield QuoteBoard(flash_ms=settings.ui.flash_ms, id="quote-board")
+                yield Blotter(self.zone, id="blotter")
             with Vertical(id="right-column"):
                 yield ChartPane(self.zone, id="chart-pane")
+                yield RiskPanel(id="risk-panel")
                 yield LogPane(self.zone, id="log-pane")
         yield Footer()
 
     async def on_mount(self) -> None:
         self.query_one("#log-pane", LogPane).border_title = "Log"
+        self.query_one("#risk-panel", RiskPanel).border_title = "Risk"
         self._apply_layout()
         snapshot = await self.client.snapshot()
         stored = await self.client.get_setting(ACTIVE_WATCHLIST_KEY)
@@ -126,6 +138,10 @@ class WorkstationScreen(Screen[None]):
         self._set_watchlists(snapshot.watchlists, active or self.active_watchlist)
         self.query_one(StatusBar).status = snapshot.status
         self.query_one(LogPane).add_events(snapshot.logs[-200:])
+        self.query_one(Blotter).set_book(snapshot.orders, snapshot.fills, snapshot.positions)
+        risk_panel = self.query_one(RiskPanel)
+        risk_panel.account = snapshot.account
+        risk_panel.risk = snapshot.risk
         self._note_first_quotes(snapshot.rows.values())
 
     async def pull(self) -> None:
@@ -157,6 +173,15 @@ class WorkstationScreen(Screen[None]):
             chart.update_live(bar, completed=False)
         if delta.logs:
             self.query_one(LogPane).add_events(delta.logs)
+        blotter = self.query_one(Blotter)
+        blotter.update_orders(delta.orders)
+        blotter.add_fills(delta.fills)
+        blotter.update_positions(delta.positions)
+        risk_panel = self.query_one(RiskPanel)
+        if delta.account is not None and delta.account != risk_panel.account:
+            risk_panel.account = delta.account
+        if delta.risk is not None and delta.risk != risk_panel.risk:
+            risk_panel.risk = delta.risk
         status = delta.status
         self._paused = status.paused
         self.query_one(StatusBar).status = status
@@ -261,6 +286,8 @@ class WorkstationScreen(Screen[None]):
             self.query_one(QuoteBoard).focus()
         elif pane == "log":
             self.query_one(LogPane).focus()
+        elif pane == "orders":
+            self.query_one(Blotter).focus_table()
 
     # ------------------------------------------------------------------ actions
 
