@@ -12,11 +12,12 @@ from abc import ABC, abstractmethod
 from decimal import Decimal
 from typing import Any
 
+from core.desk_views import order_view
 from core.engine import Engine
 from core.model import Bar, Instrument, OrderRequest, TradingState
 from core.risk import RiskDecision
 from core.state import ChangeCursor, CommandError, EngineDelta, EngineSnapshot, OrderView
-from core.trading import KillReport, order_view
+from core.trading import KillReport
 
 __all__ = ["CommandError", "EngineClient", "InProcessEngineClient", "KillReport"]
 

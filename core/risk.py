@@ -262,21 +262,21 @@ class RiskEngine:
         limits = self.settings
         if self.day_high is None or equity > self.day_high:
             self.day_high = equity
+        breached: list[tuple[TradingState, str]] = []
         if limits.max_daily_loss and -day_pnl >= limits.max_daily_loss:
-            change = self.set_state(
-                TradingState(limits.on_daily_loss),
-                f"day's loss {money(-day_pnl)} reached the limit of "
-                f"{money(limits.max_daily_loss)}", automatic=True)
-            if change is not None:
-                return change
+            breached.append((TradingState(limits.on_daily_loss),
+                             f"day's loss {money(-day_pnl)} reached the limit of "
+                             f"{money(limits.max_daily_loss)}"))
         drawdown = self.day_high - equity
         if limits.max_drawdown and drawdown >= limits.max_drawdown:
-            return self.set_state(
-                TradingState(limits.on_drawdown),
-                f"equity fell {money(drawdown)} from the day's high of "
-                f"{money(self.day_high)} (limit {money(limits.max_drawdown)})",
-                automatic=True)
-        return None
+            breached.append((TradingState(limits.on_drawdown),
+                             f"equity fell {money(drawdown)} from the day's high of "
+                             f"{money(self.day_high)} (limit {money(limits.max_drawdown)})"))
+        if not breached:
+            return None
+        # Both at once: the harsher state, at once (the daily loss's on a tie).
+        state, reason = max(breached, key=lambda item: SEVERITY[item[0]])
+        return self.set_state(state, reason, automatic=True)
 
     def begin_day(self, equity: Decimal) -> StateChange | None:
         """A new session: the day's high starts again, and a state the limits set is
@@ -292,11 +292,11 @@ class RiskEngine:
         limits = self.settings
         exposures = self._exposures(book, None)
         largest = ZERO
-        for symbol, quantity in book.positions.items():
+        for symbol in {*book.positions, *exposures}:  # open orders alone make a position
             price = book.prices.get(symbol)
             if price is not None:
-                largest = max(largest, self._worst(quantity, exposures.get(symbol)
-                                                   or _Exposure()) * price)
+                largest = max(largest, self._worst(book.positions.get(symbol, ZERO),
+                                                   exposures.get(symbol) or _Exposure()) * price)
         now = self.clock()
         self._forget_before(now - limits.rate_limit_interval_s)
         drawdown = (self.day_high - book.equity) if self.day_high is not None else ZERO

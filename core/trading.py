@@ -20,12 +20,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 from decimal import Decimal
 from typing import Any
 
+from core.account_watch import AccountWatch
 from core.brokers.base import (
     Broker,
     BrokerError,
@@ -36,6 +36,7 @@ from core.brokers.base import (
 from core.bus import Bus
 from core.clock import ExchangeCalendar
 from core.config import Settings
+from core.desk_views import DeskViews, order_price
 from core.journal import Journal
 from core.market import MarketState
 from core.model import (
@@ -50,23 +51,16 @@ from core.model import (
     TradingState,
 )
 from core.orders import ClientOrderIds, IllegalTransition, Order, OrderError, OrderEvent
-from core.portfolio import ZERO, Portfolio, as_decimal
-from core.risk import OpenOrder, RiskBook, RiskDecision, RiskEngine, StateChange
+from core.portfolio import ZERO, Portfolio
+from core.risk import OpenOrder, RiskDecision, RiskEngine
 from core.state import (
-    AccountView,
     CommandError,
-    OrderView,
-    PositionView,
-    RiskView,
 )
 from core.store import Store, StoreError
 
 log = logging.getLogger(__name__)
 
-MONITOR_EVERY_S = 0.25
-ACCOUNT_REFRESH_S = 1.0
-SNAPSHOT_ORDERS = 500  # orders (besides the open ones) a fresh consumer receives
-SNAPSHOT_FILLS = 500
+
 S = OrderStatus
 
 
@@ -77,7 +71,7 @@ class KillReport:
     problems: list[str]
 
 
-class TradingDesk:
+class TradingDesk(DeskViews):
     def __init__(
         self,
         settings: Settings,
@@ -108,8 +102,7 @@ class TradingDesk:
         self.ids = ClientOrderIds(settings.trading.order_id_prefix, 1)
         self.order_seq = 0
         self._order_seqs: dict[str, int] = {}
-        self._buying_power = ZERO
-        self._session_day = ""
+        self.watch = AccountWatch(self)
         self._tasks: list[asyncio.Task[Any]] = []
         self._unsubscribe: Callable[[], None] | None = None
         self.illegal_transitions = 0
@@ -141,17 +134,14 @@ class TradingDesk:
         self.portfolio = Portfolio.start(account.starting_cash)
         for fill in self.fills:
             self.portfolio.apply_fill(fill)
-        self._buying_power = account.buying_power
         await self._reconcile(self._in_flight)
         self._in_flight = []
         for symbol, state in self.market.states.items():
             if state.last == state.last:
                 self.portfolio.mark(symbol, state.last)
-        self.portfolio.day_start_equity = await self._previous_close_equity()
-        self.risk.begin_day(self.portfolio.equity())
-        self._session_day = str(self.calendar.session_date(self.now_ns()))
+        await self.watch.begin(account.buying_power)
         self._unsubscribe = self.bus.subscribe(Trade, self._on_trade)
-        self._tasks = [asyncio.create_task(self._monitor(), name="trading-monitor")]
+        self._tasks = [asyncio.create_task(self.watch.run(), name="account-watch")]
 
     async def stop(self) -> None:
         for task in self._tasks:
@@ -164,7 +154,7 @@ class TradingDesk:
             self._unsubscribe()
             self._unsubscribe = None
         with contextlib.suppress(Exception):
-            await self.save_snapshot()
+            await self.watch.save_snapshot()
         await self.broker.stop()
 
     async def _reconcile(self, in_flight: Sequence[Order]) -> None:
@@ -193,15 +183,6 @@ class TradingDesk:
             self.log_line(LogLevel.INFO, "orders",
                           f"settled {len(in_flight)} in-flight orders with the "
                           f"{self.broker.name} broker")
-
-    async def _previous_close_equity(self) -> Decimal | None:
-        """Day P&L counts from the last snapshot before today's session."""
-        today = self.calendar.session_date(self.now_ns())
-        opens = self.calendar.open_close_ns(today)[0]
-        row = await self.store.fetchone(
-            "SELECT equity FROM account_snapshots WHERE ts < ? ORDER BY ts DESC LIMIT 1",
-            (opens,))
-        return Decimal(row["equity"]) if row is not None else None
 
     # ------------------------------------------------------------------ commands
 
@@ -293,7 +274,7 @@ class TradingDesk:
             # to that), so moving it is judged as closing, in any trading state.
             decision = RiskDecision(True, "", "bracket leg")
         else:
-            replacing = OpenOrder(old.symbol, old.side, old.remaining, _order_price(old))
+            replacing = OpenOrder(old.symbol, old.side, old.remaining, order_price(old))
             decision = self.risk.check(request, self.book(request.symbol), replacing=replacing)
         self._audit_decision(request, decision, replaces=client_order_id)
         if not decision.accepted:
@@ -376,7 +357,7 @@ class TradingDesk:
     def set_trading_state(self, state: TradingState, reason: str) -> None:
         change = self.risk.set_state(state, reason or "set by the trader")
         if change is not None:
-            self._state_changed(change)
+            self.watch.state_changed(change)
 
     # ------------------------------------------------------------------ checks
 
@@ -422,29 +403,6 @@ class TradingDesk:
                                      OrderType.STOP, request.time_in_force,
                                      stop_price=request.stop_loss, strategy=request.strategy))
         return legs
-
-    def book(self, also: str = "") -> RiskBook:
-        """The account as risk sees it now (with the price of `also`, an order's
-        symbol)."""
-        prices: dict[str, Decimal] = {}
-        symbols = {p.symbol for p in self.portfolio.positions.values()}
-        if also:
-            symbols.add(also)
-        open_orders = []
-        for order in self.orders.values():
-            if order.is_open and not order.parent_id:
-                symbols.add(order.symbol)
-                open_orders.append(OpenOrder(order.symbol, order.side, order.remaining,
-                                             _order_price(order)))
-        for symbol in symbols:
-            state = self.market.states.get(symbol)
-            if state is not None and state.last == state.last:
-                prices[symbol] = as_decimal(state.last)
-        positions = {p.symbol: p.quantity for p in self.portfolio.positions.values()
-                     if p.quantity}
-        summary = self.portfolio.summary()
-        return RiskBook(positions, prices, tuple(open_orders), summary.equity,
-                        summary.day_pnl)
 
     def precheck(self, request: OrderRequest) -> RiskDecision:
         """What risk would say, without sending or counting anything (the ticket)."""
@@ -560,138 +518,9 @@ class TradingDesk:
     def _on_trade(self, trade: Trade) -> None:
         self.portfolio.mark(trade.symbol, trade.price)
 
-    # ------------------------------------------------------------------ monitor
-
-    async def _monitor(self) -> None:
-        last_snapshot = last_account = time.monotonic()
-        every = self.settings.trading.snapshot_every_s
-        while True:
-            await asyncio.sleep(MONITOR_EVERY_S)
-            try:
-                await self._watch_session()
-                summary = self.portfolio.summary()
-                change = self.risk.observe(summary.equity, summary.day_pnl)
-                if change is not None:
-                    self._state_changed(change)
-                now = time.monotonic()
-                if now - last_account >= ACCOUNT_REFRESH_S:
-                    last_account = now
-                    self._buying_power = (await self.broker.account()).buying_power
-                if now - last_snapshot >= every:
-                    last_snapshot = now
-                    await self.save_snapshot()
-            except (StoreError, BrokerError) as err:
-                log.warning("trading monitor: %s", err)
-
-    async def _watch_session(self) -> None:
-        now = self.now_ns()
-        day = str(self.calendar.session_date(now))
-        if day == self._session_day:
-            return
-        await self.save_snapshot()  # the previous session's close
-        self._session_day = day
-        self.portfolio.begin_day()
-        change = self.risk.begin_day(self.portfolio.equity())
-        if change is not None:
-            self._state_changed(change)
-
-    async def save_snapshot(self) -> None:
-        """Persist the account (the equity curve) and the positions with their marks."""
-        summary = self.portfolio.summary()
-        now = self.now_ns()
-        statements: list[tuple[str, Sequence[Any]]] = [(
-            "INSERT OR REPLACE INTO account_snapshots (ts, cash, equity, gross_exposure, "
-            "net_exposure, realized, unrealized, day_pnl) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (now, str(summary.cash), str(summary.equity), str(summary.gross_exposure),
-             str(summary.net_exposure), str(summary.realized), str(summary.unrealized),
-             str(summary.day_pnl)))]
-        for position in self.portfolio.positions.values():
-            if position.quantity == 0:
-                statements.append(("DELETE FROM positions WHERE symbol = ?",
-                                   (position.symbol,)))
-                continue
-            mark = "" if position.last_price != position.last_price else repr(
-                position.last_price)
-            statements.append((
-                "INSERT INTO positions (symbol, quantity, average_cost, realized, updated, "
-                "mark) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (symbol) DO UPDATE SET "
-                "quantity = excluded.quantity, average_cost = excluded.average_cost, "
-                "realized = excluded.realized, updated = excluded.updated, "
-                "mark = excluded.mark",
-                (position.symbol, str(position.quantity), str(position.average_cost),
-                 str(position.realized), now, mark)))
-        await self.store.submit_many(statements)
-
-    def _state_changed(self, change: StateChange) -> None:
-        who = "automatically" if change.automatic else "by the trader"
-        message = (f"trading state {change.old.value} -> {change.new.value} ({who}): "
-                   f"{change.reason}")
-        level = LogLevel.INFO if change.new == TradingState.ACTIVE else LogLevel.WARNING
-        self.log_line(level, "risk", message)
-        self.store.audit("trading state", message, {"old": change.old.value,
-                                                    "new": change.new.value,
-                                                    "automatic": change.automatic},
-                         ts_ns=self.now_ns())
-        self.bus.publish(change)
-
-    # ------------------------------------------------------------------ views
-
-    def orders_since(self, seq: int) -> list[OrderView]:
-        changed = [(s, coid) for coid, s in self._order_seqs.items() if s > seq]
-        changed.sort()
-        return [order_view(self.orders[coid]) for _, coid in changed if coid in self.orders]
-
-    def recent_orders(self) -> list[OrderView]:
-        orders = list(self.orders.values())
-        recent = orders[-SNAPSHOT_ORDERS:]
-        older_open = [o for o in orders[:-SNAPSHOT_ORDERS] if o.is_open]
-        return [order_view(o) for o in (*older_open, *recent)]
-
-    def positions(self) -> list[PositionView]:
-        views = []
-        for position in self.portfolio.positions.values():
-            if position.quantity == 0:
-                continue
-            last = None if position.last_price != position.last_price else as_decimal(
-                position.last_price)
-            views.append(PositionView(position.symbol, position.quantity,
-                                      position.average_cost, last, position.market_value(),
-                                      position.unrealized(), position.realized))
-        return views
-
-    def account(self) -> AccountView:
-        summary = self.portfolio.summary()
-        return AccountView(summary.cash, summary.equity, self._buying_power, summary.day_pnl,
-                           summary.realized, summary.unrealized, summary.gross_exposure,
-                           summary.net_exposure, summary.commissions,
-                           self.portfolio.starting_cash, self.broker.name)
-
-    def risk_view(self) -> RiskView:
-        return RiskView(self.risk.state, self.risk.state_reason, self.risk.state_automatic,
-                        tuple(self.risk.utilisation(self.book())))
-
-
-def order_view(order: Order) -> OrderView:
-    request = order.request
-    trail = ""
-    if request.trail_amount is not None:
-        trail = f"{request.trail_amount}"
-    elif request.trail_percent is not None:
-        trail = f"{request.trail_percent.normalize():f}%"
-    return OrderView(order.client_order_id, request.symbol, request.side, request.quantity,
-                     request.order_type, request.time_in_force, request.limit_price,
-                     request.stop_price, trail, order.status, order.filled_quantity,
-                     order.average_price, order.created_ns, order.updated_ns, order.reason,
-                     order.parent_id, order.replaces, request.strategy)
-
-
 def _still(order: Order, status: OrderStatus) -> bool:
     """The order's status now (after an await, when a report may have moved it)."""
     return order.status == status
-
-
-def _order_price(order: Order) -> Decimal | None:
-    return order.request.limit_price or order.request.stop_price
 
 
 def _phrase(request: OrderRequest) -> str:

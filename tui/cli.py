@@ -15,7 +15,12 @@ import typer
 from core import __version__
 
 if TYPE_CHECKING:
+    from datetime import tzinfo
+
+    from rich.table import Table
+
     from core.config import Settings
+    from tui.book_report import Book
 
 # How long the workstation waits for the feed's first prices before drawing the screen
 # anyway (a network feed may take longer; the screen then fills in as prices arrive).
@@ -42,6 +47,12 @@ ProfileOption = Annotated[
     str | None,
     typer.Option("--profile", "-p", help="Profile: one database per profile.",
                  show_default=False),
+]
+DEFAULT_LIMIT = 50
+LimitOption = Annotated[
+    int | None,
+    typer.Option("--limit", "-n", min=0, help=f"Show the newest N (default {DEFAULT_LIMIT}; "
+                 "0 for all).", show_default=False),
 ]
 
 
@@ -217,6 +228,111 @@ def quote(
         typer.echo(f"tapedeck: {message}", err=True)
     if unknown:
         raise typer.Exit(1)
+
+
+@app.command()
+def orders(
+    ctx: typer.Context,
+    open_only: Annotated[bool, typer.Option("--open", help="Only orders still working.")
+                         ] = False,
+    limit: LimitOption = None,
+    config: ConfigOption = None,
+    profile: ProfileOption = None,
+) -> None:
+    """List the orders, newest first.
+
+    Reads the profile's database read-only: safe while the workstation runs."""
+    settings = load(*_global(ctx, config, profile))
+    from tui.book_report import orders_table
+
+    zone, label = _zone(settings)
+    _show(orders_table(_read_book(settings), zone, label, open_only=open_only,
+                       limit=DEFAULT_LIMIT if limit is None else limit))
+
+
+@app.command()
+def fills(
+    ctx: typer.Context,
+    limit: Annotated[int | None, typer.Option(
+        "--limit", "-n", min=0, help=f"Only the newest N (default: {DEFAULT_LIMIT} in the "
+        "table, all in CSV; 0 for all).", show_default=False)] = None,
+    as_csv: Annotated[bool, typer.Option(
+        "--csv", help="CSV on stdout, oldest first, with exact values and UTC ISO times.")
+    ] = False,
+    config: ConfigOption = None,
+    profile: ProfileOption = None,
+) -> None:
+    """List the fills, newest first, or export them as CSV.
+
+    Reads the profile's database read-only: safe while the workstation runs."""
+    settings = load(*_global(ctx, config, profile))
+    book = _read_book(settings)
+    if as_csv:
+        from tui.book_report import write_fills_csv
+
+        # An export wants everything unless told otherwise: a silent cut at 50 rows
+        # would go unnoticed in a spreadsheet.
+        write_fills_csv(book, sys.stdout, limit=0 if limit is None else limit)
+        return
+    from tui.book_report import fills_table
+
+    zone, label = _zone(settings)
+    _show(fills_table(book, zone, label, limit=DEFAULT_LIMIT if limit is None else limit))
+
+
+@app.command()
+def positions(
+    ctx: typer.Context,
+    config: ConfigOption = None,
+    profile: ProfileOption = None,
+) -> None:
+    """List the open positions and their P&L.
+
+    Rebuilt from the fills, valued at the last marks the engine saved. Reads the
+    profile's database read-only: safe while the workstation runs."""
+    settings = load(*_global(ctx, config, profile))
+    from tui.book_report import positions_table
+
+    zone, label = _zone(settings)
+    _show(positions_table(_read_book(settings), zone, label))
+
+
+def _read_book(settings: Settings) -> Book:
+    import asyncio
+
+    from core.store import StoreError
+    from tui.book_report import read_book
+
+    path = settings.database_path().expanduser()
+    if not path.is_file():
+        # Not an empty report: a mistyped --profile lands here too, and a script should
+        # be able to tell (exit 1).
+        fail(f"no database yet at {path}: nothing has been traded", 1)
+    try:
+        return asyncio.run(read_book(path))
+    except StoreError as error:
+        fail(str(error))
+
+
+def _zone(settings: Settings) -> tuple[tzinfo, str]:
+    from tui import format as fmt
+
+    return fmt.display_zone(settings.ui.timezone)
+
+
+def _show(report: Table | str) -> None:
+    if isinstance(report, str):
+        typer.echo(report)
+        return
+    from rich.console import Console
+
+    console = Console()
+    if not console.is_terminal:
+        # Piped or redirected: there is no screen to fit, so print at the table's natural
+        # width rather than folding ids and times into 80 columns.
+        natural = console.measure(report, options=console.options.update_width(1_000))
+        console = Console(width=max(console.width, natural.maximum))
+    console.print(report)
 
 
 @config_app.command("path")

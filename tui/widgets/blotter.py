@@ -27,10 +27,15 @@ from core.model import Fill, OrderStatus, Side
 from core.state import OrderView, PositionView
 from tui import format as fmt
 
-ORDER_COLUMNS = ("Time", "Id", "Sym", "Side", "Qty", "Type", "Price", "TIF", "Status",
-                 "Filled", "Avg", "Reason")
-FILL_COLUMNS = ("Time", "Sym", "Side", "Qty", "Price", "Comm", "Order")
-POSITION_COLUMNS = ("Sym", "Qty", "Avg cost", "Last", "Value", "Unreal", "Real")
+# Fixed widths: a column sized by its content would jump as statuses pass through.
+ORDER_WIDTHS = {"Time": 8, "Id": 5, "Sym": 6, "Side": 4, "Qty": 7, "Type": 13, "Price": 15,
+                "TIF": 3, "Status": 16, "Filled": 7, "Avg": 10, "Reason": 60}
+FILL_WIDTHS = {"Time": 8, "Sym": 6, "Side": 4, "Qty": 7, "Price": 10, "Comm": 8, "Order": 6}
+POSITION_WIDTHS = {"Sym": 6, "Qty": 9, "Avg cost": 11, "Last": 10, "Value": 12,
+                   "Unreal": 11, "Real": 11}
+ORDER_COLUMNS = tuple(ORDER_WIDTHS)
+FILL_COLUMNS = tuple(FILL_WIDTHS)
+POSITION_COLUMNS = tuple(POSITION_WIDTHS)
 SHOWN_ORDERS = 300
 SHOWN_FILLS = 300
 
@@ -102,12 +107,12 @@ class Blotter(Widget, can_focus=False):
                 yield DataTable(id="positions-table", cursor_type="row", zebra_stripes=True)
 
     def on_mount(self) -> None:
-        for table_id, columns in (("#orders-table", ORDER_COLUMNS),
-                                  ("#fills-table", FILL_COLUMNS),
-                                  ("#positions-table", POSITION_COLUMNS)):
+        for table_id, widths in (("#orders-table", ORDER_WIDTHS),
+                                 ("#fills-table", FILL_WIDTHS),
+                                 ("#positions-table", POSITION_WIDTHS)):
             table = self.query_one(table_id, DataTable)
-            for column in columns:
-                table.add_column(column, key=column)
+            for column, width in widths.items():
+                table.add_column(column, key=column, width=width)
 
     # ------------------------------------------------------------------ updates
 
