@@ -50,6 +50,8 @@ from core.state import (
 from core.store import Store
 from core.trading import TradingDesk
 
+__all__ = ["CommandError", "Engine", "EngineLogHandler"]
+
 log = logging.getLogger(__name__)
 
 BAR_LOG_SIZE = 200_000

@@ -14,6 +14,7 @@ from core.engine import CommandError, Engine
 from core.journal import Journal
 from core.model import OrderRequest, OrderStatus, OrderType, Side, TradingState
 from core.orders import Order
+from core.store import Store
 from tests.conftest import make_settings
 from tests.core.test_engine import wait_for
 
@@ -212,3 +213,27 @@ async def test_a_snapshot_carries_the_book(engine: Engine) -> None:
     assert "gross exposure" in names
     assert "day loss" in names
     assert engine.changes(snapshot.cursor).orders == []
+
+
+async def test_a_fill_the_journal_missed_is_taken_from_the_venue(tmp_path: Path) -> None:
+    engine = await open_engine(tmp_path)
+    order = await engine.desk.place(buy(quantity=10))
+    [fill] = engine.desk.fills
+    await engine.stop()
+    # As if killed after the venue booked the fill and before the journal did.
+    async with await Store.open(tmp_path / "test.sqlite") as store:
+        await store.execute("DELETE FROM fills")
+        await store.execute("DELETE FROM order_events WHERE status = 'filled'")
+
+    engine = await open_engine(tmp_path)
+    try:
+        desk = engine.desk
+        assert desk.orders[order.client_order_id].status == S.FILLED
+        assert [f.fill_id for f in desk.fills] == [fill.fill_id]
+        assert desk.portfolio.position("AAPL") == D(10)
+        assert desk.portfolio.cash == cash_identity(engine)
+        await engine.store.flush()
+        rows = await engine.store.fetchall("SELECT fill_id FROM fills")
+        assert [row["fill_id"] for row in rows] == [fill.fill_id]  # journaled this time
+    finally:
+        await engine.stop()

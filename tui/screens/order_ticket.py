@@ -163,7 +163,10 @@ class OrderTicket(ModalScreen[OrderRequest | None]):
                 yield Button("Send (enter)", id="send", compact=True, variant="primary")
 
     def on_mount(self) -> None:
-        self.query_one("#quantity", Input).focus()
+        quantity = next(self.query("#quantity").results(Input), None)
+        if quantity is None:  # the app quit while the ticket opened: nothing to set up
+            return
+        quantity.focus()
         self._sync_fields()
         self._changed()
 
