@@ -31,6 +31,7 @@ class DeskViews:
     broker: Broker
     market: MarketState
     watch: AccountWatch
+    open_orders: dict[str, Order]
     _order_seqs: dict[str, int]
 
     def book(self, also: str = "") -> RiskBook:
@@ -41,8 +42,8 @@ class DeskViews:
         if also:
             symbols.add(also)
         open_orders = []
-        for order in self.orders.values():
-            if order.is_open and not order.parent_id:
+        for order in self.open_orders.values():
+            if not order.parent_id:
                 symbols.add(order.symbol)
                 open_orders.append(OpenOrder(order.symbol, order.side, order.remaining,
                                              order_price(order)))
@@ -57,9 +58,14 @@ class DeskViews:
                         summary.day_pnl)
 
     def orders_since(self, seq: int) -> list[OrderView]:
-        changed = [(s, coid) for coid, s in self._order_seqs.items() if s > seq]
-        changed.sort()
-        return [order_view(self.orders[coid]) for _, coid in changed if coid in self.orders]
+        """Orders changed after change number `seq`, oldest change first."""
+        changed = []
+        for client_order_id, changed_at in reversed(self._order_seqs.items()):
+            if changed_at <= seq:
+                break
+            changed.append(client_order_id)
+        changed.reverse()
+        return [order_view(self.orders[c]) for c in changed if c in self.orders]
 
     def recent_orders(self) -> list[OrderView]:
         orders = list(self.orders.values())

@@ -232,7 +232,10 @@ class Engine:
         rows = market.rows_since(cursor.quote_seq)
         bars, resync = market.bars_since(cursor.bar_seq)
         building = market.building_since(cursor.quote_seq)
-        logs = [event for seq, event in self._logs if seq > cursor.log_seq]
+        # Log numbers run without gaps: the new lines are the last (last - cursor) ones.
+        new = min(len(self._logs), self._last_log_seq() - cursor.log_seq)
+        logs = [event for _, event in itertools.islice(self._logs, len(self._logs) - new,
+                                                        None)] if new > 0 else []
         watchlists = None
         if cursor.watchlist_version != self._watchlist_version:
             watchlists = list(self._watchlists)

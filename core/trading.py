@@ -101,7 +101,10 @@ class TradingDesk(DeskViews):
         self.fills: list[Fill] = []
         self.ids = ClientOrderIds(settings.trading.order_id_prefix, 1)
         self.order_seq = 0
+        # Client order id -> the change number of its last change, in that order (an
+        # order moves to the end when it changes), so a pull reads only the tail.
         self._order_seqs: dict[str, int] = {}
+        self.open_orders: dict[str, Order] = {}
         self.watch = AccountWatch(self)
         self._tasks: list[asyncio.Task[Any]] = []
         self._unsubscribe: Callable[[], None] | None = None
@@ -123,7 +126,7 @@ class TradingDesk(DeskViews):
 
     def symbols_in_use(self) -> list[str]:
         """Symbols with an open order or a position: the feed must keep serving them."""
-        symbols = {o.symbol for o in self.orders.values() if o.is_open}
+        symbols = {o.symbol for o in self.open_orders.values()}
         symbols.update(p.symbol for p in self.portfolio.positions.values() if p.quantity)
         symbols.update(f.symbol for f in self.fills)  # positions before the portfolio loads
         return sorted(symbols)
@@ -218,6 +221,7 @@ class TradingDesk(DeskViews):
         except (StoreError, OSError, ValueError) as err:
             for pending, _ in intents:
                 self.orders.pop(pending.client_order_id, None)
+                self.open_orders.pop(pending.client_order_id, None)
             raise CommandError(f"the order was not sent: the journal could not record it "
                                f"({err})") from err
         await self._send(order, legs)
@@ -289,6 +293,7 @@ class TradingDesk(DeskViews):
             await self.journal.record_intent(new, sequence, self.broker.name)
         except (StoreError, OSError, ValueError) as err:
             self.orders.pop(coid, None)
+            self.open_orders.pop(coid, None)
             raise CommandError(f"the change was not sent: the journal could not record it "
                                f"({err})") from err
         if old.is_open and old.can_become(S.PENDING_REPLACE):
@@ -306,7 +311,7 @@ class TradingDesk(DeskViews):
     async def cancel_all(self, symbol: str | None = None) -> int:
         """Cancel every open order (of one symbol); returns how many were asked."""
         asked = 0
-        for order in list(self.orders.values()):
+        for order in list(self.open_orders.values()):
             if not order.is_open or order.status == S.PENDING_CANCEL:
                 continue
             if symbol is not None and order.symbol != symbol:
@@ -513,7 +518,13 @@ class TradingDesk(DeskViews):
 
     def _touched(self, order: Order) -> None:
         self.order_seq += 1
-        self._order_seqs[order.client_order_id] = self.order_seq
+        client_order_id = order.client_order_id
+        self._order_seqs.pop(client_order_id, None)
+        self._order_seqs[client_order_id] = self.order_seq
+        if order.is_open:
+            self.open_orders[client_order_id] = order
+        else:
+            self.open_orders.pop(client_order_id, None)
 
     def _on_trade(self, trade: Trade) -> None:
         self.portfolio.mark(trade.symbol, trade.price)
