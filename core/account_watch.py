@@ -55,6 +55,7 @@ class AccountWatch:
     async def run(self) -> None:
         last_snapshot = last_account = time.monotonic()
         every = self.desk.settings.trading.snapshot_every_s
+        fills_seen = len(self.desk.fills)
         while True:
             await asyncio.sleep(MONITOR_EVERY_S)
             try:
@@ -64,8 +65,11 @@ class AccountWatch:
                 if change is not None:
                     self.state_changed(change)
                 now = time.monotonic()
-                if now - last_account >= ACCOUNT_REFRESH_S:
+                # Buying power moves with prices (every second is enough) and with fills
+                # (the trader looks for it right after one: at the next tick).
+                if now - last_account >= ACCOUNT_REFRESH_S or len(self.desk.fills) != fills_seen:
                     last_account = now
+                    fills_seen = len(self.desk.fills)
                     self.buying_power = (await self.desk.broker.account()).buying_power
                 if now - last_snapshot >= every:
                     last_snapshot = now

@@ -97,6 +97,9 @@ class TapedeckApp(App[int]):
             self.notify(f"unknown theme {wanted!r}: using {DEFAULT_THEME}", severity="warning")
             wanted = DEFAULT_THEME
         self.theme = wanted
+        # Textual refreshes `theme_variables` on the next tick; widgets that bake colours
+        # into what they write (the log) must see this theme's from their first line.
+        self.get_css_variables()
         self.theme_changed_signal.subscribe(self, self._theme_changed)
         self._apply_keymap()
         self.workstation = WorkstationScreen(self.client, self.zone, self.zone_label)

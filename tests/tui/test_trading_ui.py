@@ -164,6 +164,9 @@ def _with_a_trade(pane: str) -> Callable[[Pilot[object]], Any]:
         await buy_from_ticket(pilot, "30")
         blotter = screen.query_one(Blotter)
         await wait_until(pilot, lambda: bool(blotter.positions))
+        panel = screen.query_one(RiskPanel)
+        await wait_until(pilot, lambda: panel.account is not None
+                         and panel.account.buying_power < 2 * panel.account.starting_cash)
         # The order-rate bar counts the last second of wall time: let it empty, so the
         # picture does not depend on how fast the machine is.
         await pilot.pause(1.2)
