@@ -15,7 +15,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from core.brokers.base import BrokerError
-from core.model import LogLevel, TradingState
+from core.model import LogLevel, MarketPhase, TradingState
 from core.portfolio import ZERO
 from core.risk import StateChange
 from core.store import StoreError
@@ -34,6 +34,7 @@ class AccountWatch:
         self.desk = desk
         self.buying_power = ZERO
         self.session_day = ""
+        self.market_open = False
 
     async def begin(self, buying_power: Decimal) -> None:
         """The desk has its book: start the day where the last close left it."""
@@ -79,10 +80,14 @@ class AccountWatch:
 
     async def _roll_session(self) -> None:
         now = self.desk.now_ns()
+        market_open = self.desk.calendar.phase(now) == MarketPhase.OPEN
+        if self.market_open and not market_open:
+            await self.save_snapshot()  # the session's close: a point of the equity curve
+        self.market_open = market_open
         day = str(self.desk.calendar.session_date(now))
         if day == self.session_day:
             return
-        await self.save_snapshot()  # the previous session's close
+        await self.save_snapshot()  # the previous day's last
         self.session_day = day
         self.desk.portfolio.begin_day()
         change = self.desk.risk.begin_day(self.desk.portfolio.equity())

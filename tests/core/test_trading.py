@@ -4,6 +4,7 @@ engine and the journal on a real database."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from datetime import date
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -12,7 +13,7 @@ import pytest
 
 from core.engine import CommandError, Engine
 from core.journal import Journal
-from core.model import OrderRequest, OrderStatus, OrderType, Side, TradingState
+from core.model import NS_PER_SECOND, OrderRequest, OrderStatus, OrderType, Side, TradingState
 from core.orders import Order
 from core.store import Store
 from tests.conftest import make_settings
@@ -237,3 +238,15 @@ async def test_a_fill_the_journal_missed_is_taken_from_the_venue(tmp_path: Path)
         assert [row["fill_id"] for row in rows] == [fill.fill_id]  # journaled this time
     finally:
         await engine.stop()
+
+
+async def test_the_account_is_saved_at_the_close(engine: Engine) -> None:
+    await engine.desk.place(buy(quantity=10))
+    _, close = engine.calendar.open_close_ns(date(2019, 3, 14))
+    await engine.desk.watch._roll_session()  # still open: nothing saved
+    assert await engine.store.fetchall("SELECT ts FROM account_snapshots") == []
+    engine.feed.clock.set_ns(close + NS_PER_SECOND)  # type: ignore[attr-defined]
+    await engine.desk.watch._roll_session()
+    rows = await engine.store.fetchall("SELECT ts, equity FROM account_snapshots")
+    assert [row["ts"] for row in rows] == [close + NS_PER_SECOND]
+    assert D(rows[0]["equity"]) == engine.desk.portfolio.equity()
