@@ -1,7 +1,10 @@
 """Shared by the benchmarks: the synthetic symbol universe they load, and how much of
-the machine the hypervisor took while they ran."""
+the machine the hypervisor took while they ran, and their isolated environment."""
 
 from __future__ import annotations
+
+import os
+from pathlib import Path
 
 LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 
@@ -41,3 +44,28 @@ class StealMeter:
         if self._start is None or end is None or end[1] <= self._start[1]:
             return None
         return round((end[0] - self._start[0]) / (end[1] - self._start[1]), 3)
+
+
+def isolate(home: Path) -> None:
+    """Keep the user's config, data and logs out of it."""
+    for name in list(os.environ):
+        if name.startswith("TAPEDECK_"):
+            del os.environ[name]
+    os.environ["TAPEDECK_CONFIG"] = str(home / "config.toml")
+    for var in ("XDG_CONFIG_HOME", "XDG_DATA_HOME", "XDG_CACHE_HOME", "XDG_STATE_HOME"):
+        os.environ[var] = str(home / var.lower())
+
+
+def filesystem_of(path: Path) -> str:
+    """The mount's filesystem type: an fsync on tmpfs costs nothing, on ext4 it does."""
+    best, kind = "", "unknown"
+    try:
+        with open("/proc/mounts") as mounts:
+            for line in mounts:
+                fields = line.split()
+                if len(fields) >= 3 and str(path).startswith(fields[1]) and (
+                        len(fields[1]) > len(best)):
+                    best, kind = fields[1], fields[2]
+    except OSError:
+        pass
+    return kind

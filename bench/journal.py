@@ -36,7 +36,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from _workload import StealMeter
+from _workload import StealMeter, filesystem_of
 
 from core.journal import Journal
 from core.model import OrderRequest, OrderStatus, Side
@@ -50,21 +50,6 @@ TARGET_EVENTS_PER_S = 5_000
 # it does for an acknowledgement.
 STATUSES = (OrderStatus.ACCEPTED, OrderStatus.PARTIALLY_FILLED, OrderStatus.PENDING_CANCEL,
             OrderStatus.CANCELED)
-
-
-def filesystem_of(path: Path) -> str:
-    """The mount's filesystem type: an fsync on tmpfs costs nothing, on ext4 it does."""
-    best, kind = "", "unknown"
-    try:
-        with open("/proc/mounts") as mounts:
-            for line in mounts:
-                fields = line.split()
-                if len(fields) >= 3 and str(path).startswith(fields[1]) and (
-                        len(fields[1]) > len(best)):
-                    best, kind = fields[1], fields[2]
-    except OSError:
-        pass
-    return kind
 
 
 async def create_orders(journal: Journal) -> list[str]:

@@ -38,7 +38,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from _workload import StealMeter
+from _workload import StealMeter, filesystem_of, isolate
 
 SYMBOL = "AAPL"
 QUANTITY = Decimal(5)
@@ -46,31 +46,6 @@ BLOCK = 100  # orders (then bare commits) per alternating block
 TARGET_P99_MS = 5.0
 SETTING_SQL = ("INSERT INTO settings (key, value) VALUES (?, ?) "
                "ON CONFLICT (key) DO UPDATE SET value = excluded.value")
-
-
-def isolate(home: Path) -> None:
-    """Keep the user's config, data and logs out of it."""
-    for name in list(os.environ):
-        if name.startswith("TAPEDECK_"):
-            del os.environ[name]
-    os.environ["TAPEDECK_CONFIG"] = str(home / "config.toml")
-    for var in ("XDG_CONFIG_HOME", "XDG_DATA_HOME", "XDG_CACHE_HOME", "XDG_STATE_HOME"):
-        os.environ[var] = str(home / var.lower())
-
-
-def filesystem_of(path: Path) -> str:
-    """The mount's filesystem type: an fsync on tmpfs costs nothing, on ext4 it does."""
-    best, kind = "", "unknown"
-    try:
-        with open("/proc/mounts") as mounts:
-            for line in mounts:
-                fields = line.split()
-                if len(fields) >= 3 and str(path).startswith(fields[1]) and (
-                        len(fields[1]) > len(best)):
-                    best, kind = fields[1], fields[2]
-    except OSError:
-        pass
-    return kind
 
 
 def percentile(values: list[float], q: float) -> float:

@@ -35,7 +35,7 @@ import time
 from collections import deque
 from pathlib import Path
 
-from _workload import StealMeter, symbol_names
+from _workload import StealMeter, isolate, symbol_names
 
 os.environ["TEXTUAL_ANIMATIONS"] = "none"
 
@@ -46,16 +46,6 @@ REFRESH_HZ = 10.0
 SCREEN = (200, 60)
 PENDING_CAP = 256  # per visible symbol: quotes not yet drawn (25 s of one symbol)
 TARGETS = {"p99_ms_max": 150.0, "cpu_share_max": 0.40, "rss_mb_max": 250.0}
-
-
-def isolate(home: Path) -> None:
-    """Keep the user's config, data and logs out of it."""
-    for name in list(os.environ):
-        if name.startswith("TAPEDECK_"):
-            del os.environ[name]
-    os.environ["TAPEDECK_CONFIG"] = str(home / "config.toml")
-    for var in ("XDG_CONFIG_HOME", "XDG_DATA_HOME", "XDG_CACHE_HOME", "XDG_STATE_HOME"):
-        os.environ[var] = str(home / var.lower())
 
 
 def percentile(values: list[float], q: float) -> float:

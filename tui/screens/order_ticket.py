@@ -253,16 +253,22 @@ class OrderTicket(ModalScreen[OrderRequest | None]):
         self._changed()
 
     def _changed(self) -> None:
+        request = self._well_formed()
+        if request is not None:
+            self._precheck(request)
+
+    def _well_formed(self) -> OrderRequest | None:
+        """The form's request when it is well formed; else None, with the problem shown."""
         try:
             request = self.build()
         except ValueError as err:
             self._show(None, str(err))
-            return
+            return None
         problems = request.problems()
         if problems:
             self._show(None, "; ".join(problems))
-            return
-        self._precheck(request)
+            return None
+        return request
 
     @work(exclusive=True, group="ticket-check", exit_on_error=False)
     async def _precheck(self, request: OrderRequest) -> None:
@@ -310,17 +316,10 @@ class OrderTicket(ModalScreen[OrderRequest | None]):
             self.action_close()
 
     def action_send(self) -> None:
-        try:
-            request = self.build()
-        except ValueError as err:
-            self._show(None, str(err))
-            return
-        problems = request.problems()
-        if problems:
-            self._show(None, "; ".join(problems))
-            return
-        # Risk is asked again when the order is sent: the market may have moved.
-        self.dismiss(request)
+        request = self._well_formed()
+        if request is not None:
+            # Risk is asked again when the order is sent: the market may have moved.
+            self.dismiss(request)
 
     def action_close(self) -> None:
         self.dismiss(None)
