@@ -144,6 +144,11 @@ async def test_cancel_a_resting_order_from_the_blotter(make_app: Callable[..., T
         await pilot.press("c")
         await wait_until(pilot, lambda: next(iter(blotter.orders.values())).status
                          == OrderStatus.CANCELED)
+        await pilot.press("right_square_bracket", "right_square_bracket")
+        assert blotter.active_tab == "positions"
+        assert app.focused is blotter.query_one("#positions-table", DataTable)
+        await pilot.press("left_square_bracket")
+        assert blotter.active_tab == "fills"
 
 
 async def _ticket_open(pilot: Pilot[object]) -> None:

@@ -75,6 +75,11 @@ class Blotter(Widget, can_focus=False):
         Binding("c", "cancel_order", "Cancel order", id="blotter.cancel"),
         Binding("e", "edit_order", "Edit order", id="blotter.edit"),
         Binding("x", "close_position", "Close position", id="blotter.close"),
+        # Inside the blotter, [ and ] step through its tabs (on the board: watchlists).
+        Binding("right_square_bracket", "cycle_tab(1)", "Next tab", show=False,
+                id="blotter.next_tab"),
+        Binding("left_square_bracket", "cycle_tab(-1)", "Previous tab", show=False,
+                id="blotter.previous_tab"),
     ]
 
     @dataclass
@@ -258,6 +263,10 @@ class Blotter(Widget, can_focus=False):
 
     def show_tab(self, name: str) -> None:
         self.query_one(TabbedContent).active = f"tab-{name}"
+
+    def action_cycle_tab(self, step: int) -> None:
+        names = ["orders", "fills", "positions"]
+        self.show_tab(names[(names.index(self.active_tab) + step) % len(names)])
 
     def focus_table(self) -> None:
         self.query_one(f"#{self.active_tab}-table", DataTable).focus()
