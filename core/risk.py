@@ -111,6 +111,9 @@ class RiskEngine:
     state: TradingState = TradingState.ACTIVE
     state_reason: str = ""
     state_automatic: bool = False
+    # What the trader (or the kill switch) last set: a new session goes back to it.
+    chosen_state: TradingState = TradingState.ACTIVE
+    chosen_reason: str = ""
     day_high: Decimal | None = None
     _sent: deque[float] = field(default_factory=deque)
 
@@ -255,6 +258,8 @@ class RiskEngine:
         self.state = state
         self.state_reason = reason if state != TradingState.ACTIVE else ""
         self.state_automatic = automatic
+        if not automatic:
+            self.chosen_state, self.chosen_reason = state, self.state_reason
         return change
 
     def observe(self, equity: Decimal, day_pnl: Decimal) -> StateChange | None:
@@ -280,10 +285,18 @@ class RiskEngine:
 
     def begin_day(self, equity: Decimal) -> StateChange | None:
         """A new session: the day's high starts again, and a state the limits set is
-        lifted (one the trader or the kill switch set stays)."""
+        lifted, back to what the trader (or the kill switch) last chose."""
         self.day_high = equity
-        if self.state_automatic and self.state != TradingState.ACTIVE:
-            return self.set_state(TradingState.ACTIVE, "a new session began")
+        if self.state_automatic and self.state != self.chosen_state:
+            change = StateChange(self.state, self.chosen_state,
+                                 "a new session began" + (f" ({self.chosen_reason})"
+                                                          if self.chosen_reason else ""),
+                                 automatic=True)
+            self.state, self.state_reason = self.chosen_state, self.chosen_reason
+            self.state_automatic = False
+            return change
+        if self.state_automatic:
+            self.state_automatic = False
         return None
 
     # ------------------------------------------------------------------ the panel

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
@@ -62,6 +63,7 @@ log = logging.getLogger(__name__)
 
 
 S = OrderStatus
+TRADING_STATE_KEY = "risk.trading_state"
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,6 +144,7 @@ class TradingDesk(DeskViews):
         for symbol, state in self.market.states.items():
             if state.last == state.last:
                 self.portfolio.mark(symbol, state.last)
+        await self._restore_trading_state()
         await self.watch.begin(account.buying_power)
         self._unsubscribe = self.bus.subscribe(Trade, self._on_trade)
         self._tasks = [asyncio.create_task(self.watch.run(), name="account-watch")]
@@ -360,9 +363,27 @@ class TradingDesk(DeskViews):
         return KillReport(canceled, flattening, problems)
 
     def set_trading_state(self, state: TradingState, reason: str) -> None:
+        """The trader's (or the kill switch's) choice: it outlives a restart."""
         change = self.risk.set_state(state, reason or "set by the trader")
-        if change is not None:
-            self.watch.state_changed(change)
+        if change is None:
+            return
+        self.watch.state_changed(change)
+        self.store.submit(
+            "INSERT INTO settings (key, value) VALUES (?, ?) "
+            "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            (TRADING_STATE_KEY, json.dumps({"state": state.value,
+                                            "reason": self.risk.state_reason})),
+        ).add_done_callback(_log_journal_failure)
+
+    async def _restore_trading_state(self) -> None:
+        saved = await self.store.get_setting(TRADING_STATE_KEY)
+        if not isinstance(saved, dict) or saved.get("state") not in set(TradingState):
+            return
+        state = TradingState(saved["state"])
+        if state != TradingState.ACTIVE:
+            self.risk.set_state(state, str(saved.get("reason") or "set by the trader"))
+            self.log_line(LogLevel.WARNING, "risk", f"trading is {state.value} "
+                          f"({self.risk.state_reason}), as it was left")
 
     # ------------------------------------------------------------------ checks
 

@@ -723,3 +723,19 @@ def test_utilisation_lists_each_limit_with_what_is_used() -> None:
     off = RiskEngine(limits()).utilisation(book)
     assert all(u.limit == 0 for u in off)
     assert all(u.share == 0.0 for u in off)
+
+
+def test_a_new_session_returns_to_the_state_the_trader_chose() -> None:
+    """The trader set REDUCING, a loss limit then halted: the next session lifts the
+    halt back to REDUCING, not to ACTIVE."""
+    engine = RiskEngine(RiskSettings(max_daily_loss=Decimal(100), on_daily_loss="halted"))
+    engine.set_state(TradingState.REDUCING, "cautious today")
+    change = engine.observe(Decimal(9_800), Decimal(-200))
+    assert change is not None
+    assert engine.state == TradingState.HALTED
+    lifted = engine.begin_day(Decimal(9_800))
+    assert lifted is not None
+    assert lifted.new == TradingState.REDUCING
+    assert engine.state == TradingState.REDUCING
+    assert engine.state_reason == "cautious today"
+    assert engine.begin_day(Decimal(9_800)) is None

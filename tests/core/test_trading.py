@@ -250,3 +250,24 @@ async def test_the_account_is_saved_at_the_close(engine: Engine) -> None:
     rows = await engine.store.fetchall("SELECT ts, equity FROM account_snapshots")
     assert [row["ts"] for row in rows] == [close + NS_PER_SECOND]
     assert D(rows[0]["equity"]) == engine.desk.portfolio.equity()
+
+
+async def test_a_halt_outlives_a_restart(tmp_path: Path) -> None:
+    engine = await open_engine(tmp_path)
+    await engine.desk.kill()
+    await engine.stop()
+    engine = await open_engine(tmp_path)
+    try:
+        assert engine.desk.risk.state == TradingState.HALTED
+        assert engine.desk.risk.state_reason == "kill switch"
+        with pytest.raises(CommandError, match="trading is halted"):
+            await engine.desk.place(buy(quantity=1))
+        engine.desk.set_trading_state(TradingState.ACTIVE, "")
+        await engine.desk.place(buy(quantity=1))
+    finally:
+        await engine.stop()
+    engine = await open_engine(tmp_path)
+    try:
+        assert engine.desk.risk.state == TradingState.ACTIVE
+    finally:
+        await engine.stop()
