@@ -46,11 +46,11 @@ from core.model import (
     LogLevel,
     OrderRequest,
     OrderStatus,
-    OrderType,
     Side,
     Trade,
     TradingState,
 )
+from core.order_checks import bracket_legs, checked_request
 from core.orders import ClientOrderIds, IllegalTransition, Order, OrderError, OrderEvent
 from core.portfolio import ZERO, Portfolio
 from core.risk import OpenOrder, RiskDecision, RiskEngine
@@ -196,7 +196,7 @@ class TradingDesk(DeskViews):
         """Check, journal and send an order; returns it once the intent is durable and
         the broker has it. Raises CommandError with the reason when it is refused."""
         request = await self._checked(request)
-        legs_requests = self._legs(request)
+        legs_requests = bracket_legs(request)
         decision = self.risk.check(request, self.book(request.symbol), flatten=flatten,
                                    extra_orders=len(legs_requests))
         self._audit_decision(request, decision, flatten=flatten)
@@ -388,47 +388,7 @@ class TradingDesk(DeskViews):
     # ------------------------------------------------------------------ checks
 
     async def _checked(self, request: OrderRequest) -> OrderRequest:
-        """The request with its symbol known, its quantity in lots and its prices on
-        the tick; CommandError for anything wrong."""
-        problems = request.problems()
-        if problems:
-            raise CommandError("; ".join(problems))
-        kind = request.order_type
-        needs = {OrderType.STOP: "stop", OrderType.STOP_LIMIT: "stop_limit",
-                 OrderType.TRAILING_STOP: "trailing_stop"}.get(kind)
-        if needs and needs not in self.broker.capabilities:
-            raise CommandError(f"the {self.broker.name} broker does not take "
-                               f"{kind.value.replace('_', '-')} orders")
-        if request.is_bracket and "bracket" not in self.broker.capabilities:
-            raise CommandError(f"the {self.broker.name} broker does not take brackets")
-        instrument = await self.ensure_symbol(request.symbol)
-        if instrument is None:
-            raise CommandError(f"unknown symbol {request.symbol}: there is no market "
-                               "data for it")
-        if instrument.round_quantity(request.quantity) != request.quantity:
-            raise CommandError(f"the quantity must be a whole number of lots of "
-                               f"{instrument.lot_size.normalize():f}")
-        for name in ("limit_price", "stop_price", "take_profit", "stop_loss", "trail_amount"):
-            value = getattr(request, name)
-            if value is not None and instrument.round_price(value) != value:
-                raise CommandError(f"the {name.replace('_', ' ')} {value} is not on the "
-                                   f"tick of {instrument.tick_size.normalize():f}")
-        return request
-
-    @staticmethod
-    def _legs(request: OrderRequest) -> list[OrderRequest]:
-        legs = []
-        exit_side = Side.SELL if request.side == Side.BUY else Side.BUY
-        if request.take_profit is not None:
-            legs.append(OrderRequest(request.symbol, exit_side, request.quantity,
-                                     OrderType.LIMIT, request.time_in_force,
-                                     limit_price=request.take_profit,
-                                     strategy=request.strategy))
-        if request.stop_loss is not None:
-            legs.append(OrderRequest(request.symbol, exit_side, request.quantity,
-                                     OrderType.STOP, request.time_in_force,
-                                     stop_price=request.stop_loss, strategy=request.strategy))
-        return legs
+        return await checked_request(request, self.broker, self.ensure_symbol)
 
     def precheck(self, request: OrderRequest) -> RiskDecision:
         """What risk would say, without sending or counting anything (the ticket)."""
@@ -436,7 +396,7 @@ class TradingDesk(DeskViews):
         if problems:
             return RiskDecision(False, "; ".join(problems), "request")
         return self.risk.check(request, self.book(request.symbol),
-                               extra_orders=len(self._legs(request)))
+                               extra_orders=len(bracket_legs(request)))
 
     def _audit_decision(self, request: OrderRequest, decision: RiskDecision, *,
                         flatten: bool = False, replaces: str = "") -> None:
