@@ -3,8 +3,10 @@
     .venv/bin/python docs/make_screenshot.py [PATH] [--size 120x40]
 
 The default settings (default watchlists, default theme) over a replay paused at a
-fixed moment (2019-03-14 14:30 New York), in a throwaway config and database, so the
-picture is the same on every machine. `make screenshot` runs it.
+fixed moment (2019-03-14 14:30 New York), in a throwaway config and database, with a
+few paper trades placed through the engine client as the order ticket would (two
+fills and a resting limit), so the picture is the same on every machine and shows the
+blotter and the risk panel at work. `make screenshot` runs it.
 """
 
 from __future__ import annotations
@@ -14,7 +16,14 @@ import asyncio
 import os
 import sys
 import tempfile
+from collections.abc import Mapping
+from decimal import Decimal
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from core.client import EngineClient
+    from core.state import QuoteRow
 
 MOMENT = {"start": "2019-03-14", "start_time": "14:30", "paused": True, "resume": False}
 
@@ -46,8 +55,20 @@ async def save(path: Path, size: tuple[int, int]) -> None:
                     break
             else:
                 raise SystemExit("the workstation did not show quotes")
-            await pilot.pause(0.2)
+            await trade(app.client, rows)
+            await pilot.pause(1.5)  # the next pulls; the order-rate window empties
             app.save_screenshot(filename=path.name, path=str(path.parent))
+
+
+async def trade(client: EngineClient, rows: Mapping[str, QuoteRow]) -> None:
+    """A long, a short and a bid resting under the market."""
+    from core.model import OrderRequest, OrderType, Side
+
+    await client.place_order(OrderRequest("AAPL", Side.BUY, Decimal(100)))
+    await client.place_order(OrderRequest("FB", Side.SELL, Decimal(50)))
+    under = Decimal(repr(rows["MSFT"].last * 0.99)).quantize(Decimal("0.01"))
+    await client.place_order(OrderRequest("MSFT", Side.BUY, Decimal(200), OrderType.LIMIT,
+                                          limit_price=under))
 
 
 def main() -> None:

@@ -23,13 +23,15 @@ from textual.message import Message
 from textual.widget import Widget
 from textual.widgets import DataTable, TabbedContent, TabPane
 
-from core.model import Fill, OrderStatus, Side
+from core.model import Fill, OrderStatus, OrderType, Side
 from core.state import OrderView, PositionView
 from tui import format as fmt
 
 # Fixed widths: a column sized by its content would jump as statuses pass through.
-ORDER_WIDTHS = {"Time": 8, "Id": 5, "Sym": 6, "Side": 4, "Qty": 7, "Type": 13, "Price": 15,
-                "TIF": 3, "Status": 16, "Filled": 7, "Avg": 10, "Reason": 60}
+# What a trader scans first fits the 70 cells of the wide layout's blotter: the rest
+# (average price, reason) is a scroll to the right.
+ORDER_WIDTHS = {"Time": 8, "Id": 4, "Sym": 5, "Side": 4, "Filled": 11, "Order": 16,
+                "Status": 9, "Avg": 9, "Reason": 60}
 FILL_WIDTHS = {"Time": 8, "Sym": 6, "Side": 4, "Qty": 7, "Price": 10, "Comm": 8, "Order": 6}
 POSITION_WIDTHS = {"Sym": 6, "Qty": 9, "Avg cost": 11, "Last": 10, "Value": 12,
                    "Unreal": 11, "Real": 11}
@@ -58,16 +60,31 @@ def short_id(client_order_id: str) -> str:
     return tail.lstrip("0") or "0"
 
 
-def order_price(order: OrderView) -> str:
+TYPE_SHORT = {OrderType.MARKET: "mkt", OrderType.LIMIT: "lmt", OrderType.STOP: "stp",
+              OrderType.STOP_LIMIT: "stp", OrderType.TRAILING_STOP: "trail"}
+STATUS_SHORT = {
+    OrderStatus.PENDING_NEW: "new", OrderStatus.ACCEPTED: "working",
+    OrderStatus.PARTIALLY_FILLED: "partial", OrderStatus.FILLED: "filled",
+    OrderStatus.CANCELED: "canceled", OrderStatus.REJECTED: "rejected",
+    OrderStatus.EXPIRED: "expired", OrderStatus.PENDING_CANCEL: "canceling",
+    OrderStatus.PENDING_REPLACE: "replacing", OrderStatus.REPLACED: "replaced",
+}
+
+
+def order_terms(order: OrderView) -> str:
+    """'lmt 113.33 day', 'stp 98.00/97.50 gtc', 'trail 2% day', '↳stp 97.00' (a leg)."""
     if order.limit_price is not None and order.stop_price is not None:
-        return f"{order.stop_price}/{order.limit_price}"
-    if order.limit_price is not None:
-        return str(order.limit_price)
-    if order.stop_price is not None:
-        return str(order.stop_price)
-    if order.trail:
-        return f"trail {order.trail}"
-    return "mkt"
+        price = f" {order.stop_price}/{order.limit_price}"
+    elif order.limit_price is not None:
+        price = f" {order.limit_price}"
+    elif order.stop_price is not None:
+        price = f" {order.stop_price}"
+    elif order.trail:
+        price = f" {order.trail}"
+    else:
+        price = ""
+    leg = "↳" if order.parent_id else ""  # a bracket leg
+    return f"{leg}{TYPE_SHORT[order.order_type]}{price} {order.time_in_force.value}"
 
 
 class Blotter(Widget, can_focus=False):
@@ -203,12 +220,9 @@ class Blotter(Widget, can_focus=False):
             OrderStatus.PARTIALLY_FILLED: "accent", OrderStatus.CANCELED: "stale",
             OrderStatus.EXPIRED: "stale", OrderStatus.REPLACED: "stale",
         }.get(order.status, "foreground")
-        return Text(order.status.value.replace("_", " "), style=self._colour(colour))
+        return Text(STATUS_SHORT[order.status], style=self._colour(colour))
 
     def _order_row(self, order: OrderView) -> tuple[str, tuple[Text | str, ...]]:
-        kind = order.order_type.value.replace("_", "-")
-        if order.parent_id:
-            kind = "↳" + kind  # a bracket leg
         reason = order.reason if order.status in (OrderStatus.REJECTED, OrderStatus.EXPIRED,
                                                   OrderStatus.CANCELED) else ""
         return order.client_order_id, (
@@ -216,12 +230,9 @@ class Blotter(Widget, can_focus=False):
             short_id(order.client_order_id),
             Text(order.symbol, style="bold"),
             self._side(order.side),
-            quantity(order.quantity),
-            kind,
-            order_price(order),
-            order.time_in_force.value.upper(),
+            f"{quantity(order.filled_quantity)}/{quantity(order.quantity)}",
+            order_terms(order),
             self._status(order),
-            quantity(order.filled_quantity),
             money(order.average_price.quantize(Decimal("0.01"))
                   if order.average_price is not None else None),
             Text(reason, style=self._colour("down") if order.status == OrderStatus.REJECTED
