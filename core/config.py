@@ -40,7 +40,7 @@ from pydantic import (
 )
 from pydantic.fields import FieldInfo
 
-from core.config_trading import PaperSettings, RiskSettings, TradingSettings
+from core.config_trading import PaperSettings, RiskSettings, StrategySettings, TradingSettings
 from core.config_types import Section, SymbolList
 
 ENV_PREFIX = "TAPEDECK_"
@@ -222,6 +222,7 @@ class Settings(Section):
     trading: TradingSettings = Field(default_factory=TradingSettings)
     paper: PaperSettings = Field(default_factory=PaperSettings)
     risk: RiskSettings = Field(default_factory=RiskSettings)
+    strategies: StrategySettings = Field(default_factory=StrategySettings)
     keys: dict[str, Annotated[str, Field(min_length=1)]] = Field(
         default_factory=dict,
         description='Key bindings, binding id = key; e.g. "watchlist.add" = "a".',

@@ -8,9 +8,10 @@ currency and held as Decimal.
 from __future__ import annotations
 
 from decimal import Decimal
+from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from core.config_types import Section, SymbolList
 
@@ -89,3 +90,21 @@ class RiskSettings(Section):
         description="Drop from the day's equity high that moves trading to on_drawdown.")
     on_drawdown: Literal["reducing", "halted"] = Field(
         default="reducing", description="The trading state a breached drawdown sets.")
+
+
+class StrategySettings(Section):
+    folder: Path | None = Field(
+        default=None,
+        description="A folder of your own strategy modules (*.py); when unset, "
+                    "'strategies' beside the config file, if it exists.")
+    backtest_fill_at: Literal["next_open", "close"] = Field(
+        default="next_open",
+        description="Backtests fill a bar's orders at the next bar's open, or at its close.")
+    backtest_adjusted: bool = Field(
+        default=True,
+        description="Backtest on split- and dividend-adjusted prices (the bundled adj_close).")
+
+    @field_validator("folder")
+    @classmethod
+    def _expand(cls, value: Path | None) -> Path | None:
+        return None if value is None else value.expanduser()
