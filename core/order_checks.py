@@ -18,6 +18,17 @@ async def checked_request(request: OrderRequest, broker: Broker,
                           ) -> OrderRequest:
     """The request with its symbol known, its quantity in lots and its prices on the
     tick; CommandError, with a sentence for the trader, for anything wrong."""
+    check_request(request, broker, None)
+    instrument = await ensure_symbol(request.symbol)
+    if instrument is None:
+        raise CommandError(f"unknown symbol {request.symbol}: there is no market data for it")
+    return check_request(request, broker, instrument)
+
+
+def check_request(request: OrderRequest, broker: Broker,
+                  instrument: Instrument | None) -> OrderRequest:
+    """`checked_request` for a symbol already looked up (None: checks the request and
+    the broker's capabilities only)."""
     problems = request.problems()
     if problems:
         raise CommandError("; ".join(problems))
@@ -28,8 +39,9 @@ async def checked_request(request: OrderRequest, broker: Broker,
                            f"{kind.value.replace('_', '-')} orders")
     if request.is_bracket and "bracket" not in broker.capabilities:
         raise CommandError(f"the {broker.name} broker does not take brackets")
-    instrument = await ensure_symbol(request.symbol)
     if instrument is None:
+        return request
+    if instrument.source == "unknown":
         raise CommandError(f"unknown symbol {request.symbol}: there is no market data for it")
     if instrument.round_quantity(request.quantity) != request.quantity:
         raise CommandError(f"the quantity must be a whole number of lots of "

@@ -109,4 +109,44 @@ MIGRATIONS: list[str] = [
     CREATE TABLE paper_account (key TEXT PRIMARY KEY, value TEXT NOT NULL);
     ALTER TABLE positions ADD COLUMN mark TEXT NOT NULL DEFAULT '';
     """,
+    # v4: strategy instances (mode, parameters and symbols survive a restart) and
+    # saved backtests with their trades.
+    """
+    CREATE TABLE strategy_instances (
+        id TEXT PRIMARY KEY,
+        strategy TEXT NOT NULL,
+        params TEXT NOT NULL,
+        symbols TEXT NOT NULL,
+        mode TEXT NOT NULL,
+        position INTEGER NOT NULL,
+        created INTEGER NOT NULL
+    );
+    CREATE TABLE backtest_runs (
+        id INTEGER PRIMARY KEY,
+        created INTEGER NOT NULL,
+        strategy TEXT NOT NULL,
+        params TEXT NOT NULL,
+        symbols TEXT NOT NULL,
+        start TEXT NOT NULL,
+        end TEXT NOT NULL,
+        cash TEXT NOT NULL,
+        fill_at TEXT NOT NULL,
+        metrics TEXT NOT NULL,
+        equity TEXT NOT NULL
+    );
+    CREATE TABLE backtest_trades (
+        run_id INTEGER NOT NULL REFERENCES backtest_runs (id) ON DELETE CASCADE,
+        seq INTEGER NOT NULL,
+        symbol TEXT NOT NULL,
+        direction TEXT NOT NULL,
+        quantity TEXT NOT NULL,
+        entry_ts INTEGER NOT NULL,
+        entry_price TEXT NOT NULL,
+        exit_ts INTEGER NOT NULL,
+        exit_price TEXT NOT NULL,
+        commission TEXT NOT NULL,
+        pnl TEXT NOT NULL,
+        PRIMARY KEY (run_id, seq)
+    );
+    """,
 ]

@@ -192,9 +192,12 @@ class TradingDesk(DeskViews):
 
     # ------------------------------------------------------------------ commands
 
-    async def place(self, request: OrderRequest, *, flatten: bool = False) -> Order:
+    async def place(self, request: OrderRequest, *, flatten: bool = False,
+                    issued: Callable[[Order], None] | None = None) -> Order:
         """Check, journal and send an order; returns it once the intent is durable and
-        the broker has it. Raises CommandError with the reason when it is refused."""
+        the broker has it. Raises CommandError with the reason when it is refused.
+        `issued` learns the order as soon as it has its id, before any report about it
+        (a strategy's fills can come back before this returns)."""
         request = await self._checked(request)
         legs_requests = bracket_legs(request)
         decision = self.risk.check(request, self.book(request.symbol), flatten=flatten,
@@ -219,6 +222,8 @@ class TradingDesk(DeskViews):
         for pending, _ in intents:
             self.orders[pending.client_order_id] = pending
             self._touched(pending)
+        if issued is not None:
+            issued(order)
         try:
             await self.journal.record_intents(intents, self.broker.name)
         except (StoreError, OSError, ValueError) as err:

@@ -81,13 +81,14 @@ class BrokerAccount:
 class BrokerContext:
     """What the engine lends a broker: the live market (read only), the bus it may
     subscribe to, the market clock (a function: a replay swaps its clock when it
-    seeks) and calendar, and the profile's database."""
+    seeks) and calendar, and the profile's database (None in a backtest, which keeps
+    no books)."""
 
     market: MarketState
     bus: Bus
     now_ns: Callable[[], int]
     calendar: ExchangeCalendar
-    store: Store
+    store: Store | None
 
 
 class Broker(ABC):

@@ -34,7 +34,7 @@ import contextlib
 import json
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from decimal import ROUND_DOWN, Decimal
@@ -163,6 +163,18 @@ class PaperVenue(Broker):
         self._expiry_task = asyncio.create_task(self._expire_periodically(),
                                                 name="paper-expiry")
 
+    def attach(self, report: Report) -> None:
+        """Start without books (a backtest): fresh cash, no database, no expiry task
+        (the backtest's quotes expire day orders)."""
+        self._report = report
+        self._unsubscribe = [self.bus.subscribe(Quote, self._on_quote),
+                             self.bus.subscribe(Trade, self._on_trade)]
+
+    def working_symbols(self) -> Collection[str]:
+        """Symbols with an order that may still fill (a backtest feeds them every
+        point of a bar's path, and skips the rest)."""
+        return self._working.keys()
+
     async def stop(self) -> None:
         for unsubscribe in self._unsubscribe:
             unsubscribe()
@@ -175,6 +187,8 @@ class PaperVenue(Broker):
         self._report = None
 
     async def _load(self) -> None:
+        if self.store is None:
+            return
         row = await self.store.fetchone("SELECT value FROM paper_account WHERE key = ?",
                                         (STARTING_CASH_KEY,))
         if row is None:
@@ -212,14 +226,26 @@ class PaperVenue(Broker):
     # ------------------------------------------------------------------ commands
 
     async def submit(self, order: Order, legs: Sequence[Order] = ()) -> None:
+        self.submit_now(order, legs, latency=True)
+
+    def submit_now(self, order: Order, legs: Sequence[Order] = (), *,
+                   latency: bool = False) -> None:
+        """Submit without awaiting (a backtest: no latency, the reports come back
+        before this returns)."""
         for known in (order, *legs):
             if known.client_order_id in self.orders:
                 raise BrokerError(f"the paper venue already has an order "
                                   f"{known.client_order_id}: ids are never reused")
-        self._after_latency(self._arrive, order, tuple(legs))
+        if latency:
+            self._after_latency(self._arrive, order, tuple(legs))
+        else:
+            self._arrive(order, tuple(legs))
 
     async def cancel(self, client_order_id: str) -> None:
         self._after_latency(self._cancel, client_order_id)
+
+    def cancel_now(self, client_order_id: str) -> None:
+        self._cancel(client_order_id)
 
     async def replace(self, client_order_id: str, new: Order) -> None:
         if new.client_order_id in self.orders:
@@ -519,6 +545,13 @@ class PaperVenue(Broker):
         else:
             order.status = S.PARTIALLY_FILLED
         # The venue's books first, then the report: the store commits in order.
+        if self.store is not None:
+            self._save_fill(order, fill)
+        self._emit(fill)
+        self._settle_bracket(order, ts)
+
+    def _save_fill(self, order: PaperOrder, fill: Fill) -> None:
+        assert self.store is not None
         self.store.submit_many([
             self._state_statement(order),
             ("INSERT INTO paper_fills (fill_id, client_order_id, symbol, side, quantity, "
@@ -526,8 +559,6 @@ class PaperVenue(Broker):
              (fill.fill_id, fill.client_order_id, fill.symbol, fill.side.value,
               str(fill.quantity), str(fill.price), str(fill.commission), fill.ts_ns)),
         ]).add_done_callback(_log_write_failure)
-        self._emit(fill)
-        self._settle_bracket(order, ts)
 
     def _commission(self, quantity: Decimal, price: Decimal) -> Decimal:
         model = self.settings.commission
@@ -673,6 +704,8 @@ class PaperVenue(Broker):
                 (order.state_json(), order.client_order_id))
 
     def _persist(self, order: PaperOrder, *, insert: bool = False) -> None:
+        if self.store is None:
+            return
         if insert:
             # A plain INSERT: the same client order id twice is an error, never a merge.
             statement: tuple[str, tuple[Any, ...]] = (

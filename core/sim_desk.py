@@ -1,0 +1,155 @@
+"""The backtest's trading desk: the live desk's path without the journal and the awaits.
+
+request checks -> risk -> client order id -> the paper venue, synchronously; the
+venue's reports update the orders (the same state machine), the portfolio and the
+strategy runners. Ids, risk decisions, fill rules and commissions are the live ones, so
+a backtest's orders and fills are those the engine would have made
+(tests/core/test_strategy_parity.py).
+
+Risk is judged as live with one exception: the order rate limit is off, because it
+guards a live connection, not a market (a universe's orders at one close are not a
+runaway loop).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from decimal import Decimal
+
+from core.brokers.base import BrokerEvent, OrderUpdate
+from core.brokers.paper import PaperVenue
+from core.bus import Bus
+from core.clock import SimClock
+from core.config_trading import RiskSettings
+from core.desk_views import DeskViews
+from core.market import MarketState
+from core.model import NS_PER_SECOND, Fill, OrderRequest, Trade
+from core.order_checks import check_request
+from core.orders import ClientOrderIds, IllegalTransition, Order, OrderError
+from core.portfolio import Portfolio
+from core.risk import RiskEngine
+from core.state import CommandError
+
+FillListener = Callable[[Order, Fill], None]
+EndListener = Callable[[Order], None]
+
+
+class SimDesk(DeskViews):
+    def __init__(self, venue: PaperVenue, market: MarketState, bus: Bus, clock: SimClock,
+                 risk: RiskSettings, *, order_id_prefix: str = "td") -> None:
+        self.broker = venue
+        self.venue = venue
+        self.market = market
+        self.clock = clock
+        self.risk = RiskEngine(risk.model_copy(update={"rate_limit_orders": 0}),
+                               clock=lambda: clock.now_ns() / NS_PER_SECOND)
+        self.portfolio = Portfolio.start(venue.portfolio.starting_cash)
+        self.orders: dict[str, Order] = {}
+        self.open_orders: dict[str, Order] = {}
+        self._order_seqs: dict[str, int] = {}
+        self.fills: list[Fill] = []
+        self.refusals: list[str] = []
+        self.ids = ClientOrderIds(order_id_prefix, 1)
+        self.illegal: list[str] = []
+        # Float mirrors of cash and positions: the equity curve is read every bar.
+        self.cash = float(self.portfolio.cash)
+        self.held: dict[str, float] = {}
+        self.on_fill: FillListener = lambda order, fill: None
+        self.on_end: EndListener = lambda order: None
+        bus.subscribe(Trade, self._mark)
+        venue.attach(self._on_event)
+
+    def place(self, request: OrderRequest, issued: Callable[[Order], None]) -> Order | None:
+        """Check, judge and send; None (with the reason kept in `refusals`) when the
+        checks or risk refuse it."""
+        state = self.market.states.get(request.symbol)
+        try:
+            request = check_request(request, self.venue,
+                                    state.instrument if state is not None else None)
+        except CommandError as err:
+            self.refusals.append(f"{request.symbol}: {err}")
+            return None
+        decision = self.risk.check(request, self.book(request.symbol))
+        if not decision.accepted:
+            self.refusals.append(f"{request.symbol}: {decision.reason}")
+            return None
+        self.risk.record_sent()
+        now = self.clock.now_ns()
+        client_order_id, _ = self.ids.issue(now)
+        order = Order(client_order_id, request, now)
+        self.orders[client_order_id] = order
+        self.open_orders[client_order_id] = order
+        issued(order)
+        self.venue.submit_now(order)
+        return order
+
+    def cancel(self, client_order_id: str) -> None:
+        order = self.open_orders.get(client_order_id)
+        if order is None or not order.can_become(order.status.PENDING_CANCEL):
+            return
+        self._apply(order, order.status.PENDING_CANCEL, "")
+        self.venue.cancel_now(client_order_id)
+
+    # ------------------------------------------------------------------ reports
+
+    def _on_event(self, event: BrokerEvent) -> None:
+        if isinstance(event, Fill):
+            self._on_fill(event)
+        else:
+            self._on_update(event)
+
+    def _on_update(self, update: OrderUpdate) -> None:
+        order = self.orders.get(update.client_order_id)
+        if order is None or (update.status == order.status and not update.reason):
+            return
+        self._apply(order, update.status, update.reason)
+
+    def _apply(self, order: Order, status: object, reason: str) -> None:
+        try:
+            order.transition(status, self.clock.now_ns(), reason)  # type: ignore[arg-type]
+        except IllegalTransition as err:
+            self.illegal.append(str(err))
+            return
+        if not order.is_open:
+            self.open_orders.pop(order.client_order_id, None)
+            self.on_end(order)
+
+    def _on_fill(self, fill: Fill) -> None:
+        order = self.orders.get(fill.client_order_id)
+        if order is None:
+            return
+        try:
+            event = order.apply_fill(fill)
+        except OrderError as err:
+            self.illegal.append(str(err))
+            return
+        if event is None:
+            return
+        self.portfolio.apply_fill(fill)
+        state = self.market.states.get(fill.symbol)
+        if state is not None:
+            self.portfolio.mark(fill.symbol, state.last)
+        self.fills.append(fill)
+        quantity, price = float(fill.quantity), float(fill.price)
+        signed = quantity if fill.side.value == "buy" else -quantity
+        self.cash -= signed * price + float(fill.commission)
+        held = self.held.get(fill.symbol, 0.0) + signed
+        if abs(held) < 1e-9:
+            self.held.pop(fill.symbol, None)
+        else:
+            self.held[fill.symbol] = held
+        if not order.is_open:
+            self.open_orders.pop(order.client_order_id, None)
+        self.on_fill(order, fill)
+        if not order.is_open:
+            self.on_end(order)
+
+    def _mark(self, trade: Trade) -> None:
+        self.portfolio.mark(trade.symbol, trade.price)
+
+    def equity_at(self, closes: dict[str, float]) -> float:
+        return self.cash + sum(quantity * closes[symbol]
+                               for symbol, quantity in self.held.items())
+
+    def equity(self) -> Decimal:
+        return self.portfolio.equity()
