@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Annotated, NoReturn
 import typer
 
 from core import __version__
+from tui.backtest_cli import backtest_command
 
 if TYPE_CHECKING:
     from datetime import tzinfo
@@ -380,6 +381,9 @@ def config_check(config: ConfigOption = None) -> None:
 
     load(config)
     typer.echo(f"{config or config_path()}: ok")
+
+
+app.command("backtest")(backtest_command)
 
 
 def main() -> None:
