@@ -23,7 +23,7 @@ from core.clock import SimClock
 from core.config_trading import RiskSettings
 from core.desk_views import DeskViews
 from core.market import MarketState
-from core.model import NS_PER_SECOND, Fill, OrderRequest, Trade
+from core.model import NS_PER_SECOND, Fill, OrderRequest, OrderStatus, Side, Trade
 from core.order_checks import check_request
 from core.orders import ClientOrderIds, IllegalTransition, Order, OrderError
 from core.portfolio import Portfolio
@@ -85,9 +85,9 @@ class SimDesk(DeskViews):
 
     def cancel(self, client_order_id: str) -> None:
         order = self.open_orders.get(client_order_id)
-        if order is None or not order.can_become(order.status.PENDING_CANCEL):
+        if order is None or not order.can_become(OrderStatus.PENDING_CANCEL):
             return
-        self._apply(order, order.status.PENDING_CANCEL, "")
+        self._apply(order, OrderStatus.PENDING_CANCEL, "")
         self.venue.cancel_now(client_order_id)
 
     # ------------------------------------------------------------------ reports
@@ -104,9 +104,9 @@ class SimDesk(DeskViews):
             return
         self._apply(order, update.status, update.reason)
 
-    def _apply(self, order: Order, status: object, reason: str) -> None:
+    def _apply(self, order: Order, status: OrderStatus, reason: str) -> None:
         try:
-            order.transition(status, self.clock.now_ns(), reason)  # type: ignore[arg-type]
+            order.transition(status, self.clock.now_ns(), reason)
         except IllegalTransition as err:
             self.illegal.append(str(err))
             return
@@ -131,7 +131,7 @@ class SimDesk(DeskViews):
             self.portfolio.mark(fill.symbol, state.last)
         self.fills.append(fill)
         quantity, price = float(fill.quantity), float(fill.price)
-        signed = quantity if fill.side.value == "buy" else -quantity
+        signed = quantity if fill.side == Side.BUY else -quantity
         self.cash -= signed * price + float(fill.commission)
         held = self.held.get(fill.symbol, 0.0) + signed
         if abs(held) < 1e-9:
