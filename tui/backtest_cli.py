@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING, Annotated, Any, TextIO
 
 import typer
 
+from tui.cli_options import ConfigOption, ProfileOption
+
 if TYPE_CHECKING:
     from datetime import tzinfo
 
@@ -47,16 +49,6 @@ CHART_MAX_WIDTH = 120
 TRADES_CSV_HEADER = ("symbol", "direction", "quantity", "entry_time", "entry_price",
                      "exit_time", "exit_price", "commission", "pnl", "return_pct")
 
-ConfigOption = Annotated[
-    Path | None,
-    typer.Option("--config", "-c", help="Config file (default: TAPEDECK_CONFIG or the "
-                 "platform config dir).", show_default=False),
-]
-ProfileOption = Annotated[
-    str | None,
-    typer.Option("--profile", "-p", help="Profile: one database per profile.",
-                 show_default=False),
-]
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,6 +14,7 @@ import typer
 
 from core import __version__
 from tui.backtest_cli import backtest_command
+from tui.cli_options import ConfigOption, ProfileOption
 
 if TYPE_CHECKING:
     from datetime import tzinfo
@@ -39,16 +40,6 @@ config_app = typer.Typer(help="Show, create and check the configuration file.",
                          no_args_is_help=True)
 app.add_typer(config_app, name="config")
 
-ConfigOption = Annotated[
-    Path | None,
-    typer.Option("--config", "-c", help="Config file (default: TAPEDECK_CONFIG or the "
-                 "platform config dir).", show_default=False),
-]
-ProfileOption = Annotated[
-    str | None,
-    typer.Option("--profile", "-p", help="Profile: one database per profile.",
-                 show_default=False),
-]
 DEFAULT_LIMIT = 50
 LimitOption = Annotated[
     int | None,
