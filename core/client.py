@@ -9,14 +9,26 @@ which one it holds.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from typing import Any
 
+from core.backtest import BacktestResult
+from core.backtest_runs import SavedRun, list_runs, load_run, save_run
 from core.desk_views import order_view
 from core.engine import Engine
 from core.model import Bar, Instrument, OrderRequest, TradingState
 from core.risk import RiskDecision
-from core.state import ChangeCursor, CommandError, EngineDelta, EngineSnapshot, OrderView
+from core.state import (
+    ChangeCursor,
+    CommandError,
+    EngineDelta,
+    EngineSnapshot,
+    OrderView,
+    StrategyInfo,
+    StrategyView,
+)
+from core.store import StoreError
 from core.trading import KillReport
 
 __all__ = ["CommandError", "EngineClient", "InProcessEngineClient", "KillReport"]
@@ -97,6 +109,38 @@ class EngineClient(ABC):
     @abstractmethod
     async def set_trading_state(self, state: TradingState, reason: str = "") -> None: ...
 
+    # -- strategies
+
+    @abstractmethod
+    async def strategy_catalog(self) -> list[StrategyInfo]:
+        """The strategy classes the engine can run, with their parameter schemas."""
+
+    @abstractmethod
+    async def add_strategy(self, strategy: str, symbols: Sequence[str],
+                           params: Mapping[str, Any] | None = None,
+                           mode: str = "observe") -> StrategyView: ...
+
+    @abstractmethod
+    async def set_strategy_mode(self, instance_id: str, mode: str) -> StrategyView: ...
+
+    @abstractmethod
+    async def set_strategy_params(self, instance_id: str,
+                                  params: Mapping[str, Any]) -> StrategyView: ...
+
+    @abstractmethod
+    async def remove_strategy(self, instance_id: str) -> None: ...
+
+    # -- backtests (run by the caller, saved by the engine: it owns the database)
+
+    @abstractmethod
+    async def save_backtest(self, result: BacktestResult) -> int: ...
+
+    @abstractmethod
+    async def backtest_runs(self, limit: int = 50) -> list[SavedRun]: ...
+
+    @abstractmethod
+    async def backtest_run(self, run_id: int) -> SavedRun | None: ...
+
 
 class InProcessEngineClient(EngineClient):
     def __init__(self, engine: Engine) -> None:
@@ -171,3 +215,39 @@ class InProcessEngineClient(EngineClient):
 
     async def set_trading_state(self, state: TradingState, reason: str = "") -> None:
         self.engine.desk.set_trading_state(state, reason)
+
+    async def strategy_catalog(self) -> list[StrategyInfo]:
+        return self.engine.strategies.catalog()
+
+    async def add_strategy(self, strategy: str, symbols: Sequence[str],
+                           params: Mapping[str, Any] | None = None,
+                           mode: str = "observe") -> StrategyView:
+        return await self.engine.strategies.add(strategy, symbols, params, mode)
+
+    async def set_strategy_mode(self, instance_id: str, mode: str) -> StrategyView:
+        return await self.engine.strategies.set_mode(instance_id, mode)
+
+    async def set_strategy_params(self, instance_id: str,
+                                  params: Mapping[str, Any]) -> StrategyView:
+        return await self.engine.strategies.set_params(instance_id, params)
+
+    async def remove_strategy(self, instance_id: str) -> None:
+        await self.engine.strategies.remove(instance_id)
+
+    async def save_backtest(self, result: BacktestResult) -> int:
+        try:
+            return await save_run(self.engine.store, result)
+        except StoreError as err:
+            raise CommandError(str(err)) from err
+
+    async def backtest_runs(self, limit: int = 50) -> list[SavedRun]:
+        try:
+            return await list_runs(self.engine.store, limit)
+        except StoreError as err:
+            raise CommandError(str(err)) from err
+
+    async def backtest_run(self, run_id: int) -> SavedRun | None:
+        try:
+            return await load_run(self.engine.store, run_id)
+        except StoreError as err:
+            raise CommandError(str(err)) from err

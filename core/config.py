@@ -126,6 +126,9 @@ class ReplaySettings(Section):
         default=1560, ge=26, le=23400, description="Price updates per symbol per trading day."
     )
     seed: int = Field(default=7, description="Seed for the intraday path between daily bars.")
+    bar_session_seconds: float = Field(
+        default=1.0, ge=0, le=3600,
+        description="Wall-clock seconds one session takes with the `bars` provider.")
     resume: bool = Field(default=True, description="Continue from where the last session stopped.")
     paused: bool = Field(default=False, description="Start paused.")
 

@@ -48,6 +48,8 @@ from core.state import (
     Watchlist,
 )
 from core.store import Store
+from core.strategies.host import StrategyHost
+from core.strategies.registry import StrategyRegistry, discover, strategy_folder
 from core.trading import TradingDesk
 
 __all__ = ["CommandError", "Engine", "EngineLogHandler"]
@@ -72,6 +74,7 @@ class Engine:
         wall_clock: Clock | None = None,
         calendar: ExchangeCalendar | None = None,
         broker: Broker | None = None,
+        strategies: StrategyRegistry | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -100,6 +103,11 @@ class Engine:
         self.desk = TradingDesk(
             settings, store, self.market, broker, bus=self.bus, now_ns=self.market_now_ns,
             calendar=self.calendar, ensure_symbol=self.ensure_symbol, log_line=self.log)
+        if strategies is None:
+            strategies = discover(strategy_folder(settings.strategies.folder))
+        self.strategies = StrategyHost(
+            strategies, store, self.desk, self.market, calendar=self.calendar,
+            now_ns=self.market_now_ns, log_line=self.log, ensure_symbol=self.ensure_symbol)
 
     def market_now_ns(self) -> int:
         """The market clock (the replay's, for a replay; it swaps clocks on a seek)."""
@@ -129,8 +137,10 @@ class Engine:
         await self._restore_replay_position()
         await self._load_watchlists()
         await self.desk.load()
+        await self.strategies.load()
         symbols = self.subscribed_symbols()
         await self._ensure_states(symbols)
+        await self.strategies.start(self.feed)
         self._supervisor = FeedSupervisor(
             self.feed,
             self.subscribed_symbols,
@@ -138,6 +148,8 @@ class Engine:
             self._set_feed_state,
             Backoff(self.settings.feed.backoff_initial_s, self.settings.feed.backoff_max_s),
             self.settings.feed.stall_after_s,
+            # A bar's strategy orders go out before the next batch, as in a backtest.
+            after_batch=self.strategies.flush,
         )
         self._running = True
         self._tasks = [
@@ -146,6 +158,7 @@ class Engine:
             asyncio.create_task(self._save_position_periodically(), name="replay-position"),
         ]
         await self.desk.start()
+        await self.strategies.begin_sending()
         self.log(LogLevel.INFO, "engine",
                  f"{self.feed.name} feed, {len(symbols)} symbols, database {self.store.path.name}")
 
@@ -169,6 +182,8 @@ class Engine:
             with contextlib.suppress(BaseException):
                 await task
         self._tasks = []
+        with contextlib.suppress(Exception):
+            await self.strategies.stop()
         with contextlib.suppress(Exception):
             await self.desk.stop()
         await self._save_replay_position()
@@ -224,6 +239,7 @@ class Engine:
             positions=desk.positions(),
             account=desk.account(),
             risk=desk.risk_view(),
+            strategies=self.strategies.views(),
         )
 
     def changes(self, cursor: ChangeCursor) -> EngineDelta:
@@ -250,7 +266,8 @@ class Engine:
         cursor.fill_count = len(desk.fills)
         return EngineDelta(rows, bars, building, logs, self.status(), watchlists, resync,
                            orders=orders, fills=fills, positions=desk.positions(),
-                           account=desk.account(), risk=desk.risk_view())
+                           account=desk.account(), risk=desk.risk_view(),
+                           strategies=self.strategies.views())
 
     def _last_log_seq(self) -> int:
         return self._logs[-1][0] if self._logs else 0
@@ -273,6 +290,8 @@ class Engine:
             for symbol in watchlist.symbols:
                 seen[symbol] = None
         for symbol in self.desk.symbols_in_use():
+            seen[symbol] = None
+        for symbol in self.strategies.symbols():
             seen[symbol] = None
         return list(seen)
 

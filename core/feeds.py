@@ -16,7 +16,7 @@ import contextlib
 import logging
 import random
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from importlib.metadata import entry_points
@@ -168,6 +168,7 @@ class FeedSupervisor:
         backoff: Backoff,
         stall_after_s: float,
         seed: int | None = None,
+        after_batch: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self.feed = feed
         self._symbols = symbols
@@ -175,6 +176,7 @@ class FeedSupervisor:
         self._on_state = on_state
         self._backoff = backoff
         self._stall_after_s = stall_after_s
+        self._after_batch = after_batch
         self._rng = random.Random(seed)
         self.restarts = 0
         self.last_batch_wall = time.monotonic()
@@ -226,6 +228,10 @@ class FeedSupervisor:
                 live_reported = True
             if batch:
                 self._on_batch(batch)
+                if self._after_batch is not None:
+                    # What the batch set off (strategy orders) completes before the
+                    # next batch is applied.
+                    await self._after_batch()
 
     async def _watch_for_stall(self) -> None:
         interval = min(1.0, self._stall_after_s / 4)

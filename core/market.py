@@ -170,8 +170,10 @@ class MarketState:
         state.start_session(int(midnight.timestamp()) * NS_PER_SECOND)
 
     def _on_feed_bar(self, bar: Bar) -> None:
-        """Context from the feed: a daily bar sets the reference close; minute bars
-        backfill the session before the first trade this engine saw."""
+        """Bars from the feed: a daily bar (at the close, or yesterday's as context)
+        sets the reference close when it is an earlier session's and goes on to the
+        strategies; minute bars backfill the session before the first trade this engine
+        saw."""
         state = self.states.get(bar.symbol)
         if state is None:
             return
@@ -180,6 +182,8 @@ class MarketState:
                 state.prev_close = bar.close
                 self.seq += 1
                 state.seq = self.seq
+            # Strategies on daily bars take it from the bus (they ignore one they have).
+            self.bus.publish(bar)
             return
         if bar.ts_ns - state.session_start_ns >= DAY_NS:
             self._roll_session(state, bar.ts_ns)

@@ -12,7 +12,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from core.model import (
     NS_PER_SECOND,
@@ -257,6 +257,40 @@ class RiskView:
     limits: tuple[LimitUse, ...]
 
 
+@dataclass(frozen=True, slots=True)
+class StrategyView:
+    """One strategy instance as the strategies pane shows it."""
+
+    id: str  # e.g. "ma_cross-1"
+    strategy: str  # the registry name
+    title: str
+    mode: str  # a core.strategies.base.StrategyMode value
+    symbols: tuple[str, ...]
+    params: dict[str, Any]
+    positions: dict[str, Decimal]  # this instance's own, non-zero
+    day_pnl: Decimal
+    total_pnl: Decimal
+    signals_today: int
+    last_signal: str  # "BUY AAPL: fast SMA crossed above slow", "" before the first
+    last_signal_ns: int
+    open_orders: int
+    error: str = ""  # why it was switched off (a handler raised), "" when healthy
+    traceback: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class StrategyInfo:
+    """A strategy class the engine can run: what the pickers and the parameter editor
+    need (`schema` is the Params model's JSON schema, so it crosses a socket)."""
+
+    name: str
+    title: str
+    description: str
+    defaults: dict[str, Any]
+    schema: dict[str, Any]
+    origin: str
+
+
 @dataclass(slots=True)
 class ChangeCursor:
     """How far one consumer has read the engine's changes."""
@@ -289,6 +323,7 @@ class EngineDelta:
     positions: Sequence[PositionView] = ()  # every open position, marked now
     account: AccountView | None = None
     risk: RiskView | None = None
+    strategies: Sequence[StrategyView] = ()  # every instance, marked now
 
 
 @dataclass(frozen=True, slots=True)
@@ -304,3 +339,4 @@ class EngineSnapshot:
     positions: list[PositionView] = field(default_factory=list)
     account: AccountView | None = None
     risk: RiskView | None = None
+    strategies: list[StrategyView] = field(default_factory=list)

@@ -56,12 +56,17 @@ def edit_distance(first: str, second: str) -> int:
     return rows[-1][-1]
 
 
-def unknown_symbol_message(symbol: str, known: Sequence[str]) -> str:
+def nearest_symbols(symbol: str, known: Sequence[str]) -> list[str]:
+    """The known symbols a typo of `symbol` most likely meant, best first."""
     # difflib finds the candidates; edit distance orders them, as difflib's ratio ranks
     # PPL above AAPL for "APPL", while a ticker typo is mostly one wrong or swapped letter.
     candidates = difflib.get_close_matches(symbol, known, n=10, cutoff=SUGGESTION_CUTOFF)
     candidates.sort(key=lambda name: (edit_distance(symbol, name), abs(len(name) - len(symbol))))
-    close = candidates[:SUGGESTIONS]
+    return candidates[:SUGGESTIONS]
+
+
+def unknown_symbol_message(symbol: str, known: Sequence[str]) -> str:
+    close = nearest_symbols(symbol, known)
     if not close:
         return f"no bundled bars for {symbol!r}"
     options = close[0] if len(close) == 1 else f"{', '.join(close[:-1])} or {close[-1]}"

@@ -322,6 +322,11 @@ class ReplayFeed:
         self.clock.set_ns(max(now, target))
         self._emit_steps(events, target)
         if target >= self._close_ns:
+            # The session's daily bars complete at the bell: strategies act on them.
+            for replay in self._symbols.values():
+                completed = self._daily_bar(replay, self._session)
+                if completed is not None:
+                    events.append(completed)
             self._overnight_left = max(self._overnight_seconds, 1e-9)
         return events
 

@@ -81,6 +81,17 @@ def strategy_problem(candidate: object) -> str:
     return ""
 
 
+def strategy_folder(configured: Path | None, config_file: Path | None = None) -> Path | None:
+    """The user's strategy folder: the configured one, else 'strategies' beside the
+    config file when it exists."""
+    if configured is not None:
+        return configured
+    from core.config import config_path
+
+    beside = (config_file or config_path()).expanduser().parent / "strategies"
+    return beside if beside.is_dir() else None
+
+
 def discover(folder: Path | None = None) -> StrategyRegistry:
     registry = StrategyRegistry()
     for entry in sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):

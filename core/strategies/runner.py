@@ -23,6 +23,7 @@ from typing import Any
 
 from core.indicators import Indicator
 from core.model import Bar, Fill, Instrument, OrderRequest, OrderType, Quote, Side, TimeInForce
+from core.orders import Order
 from core.portfolio import ZERO, Portfolio
 from core.strategies.base import Strategy, StrategyMode, StrategyParams, overrides_on_quote
 from core.strategies.series import Line, SymbolSeries
@@ -219,9 +220,9 @@ class StrategyContext:
                                limit_price=limit, stop_price=stop, strategy=runner.instance_id)
         ref = f"{runner.instance_id}/{next(runner.refs)}"
         runner.book.working[ref] = WorkingOrder(ref, request)
-        runner.outbox.append(PlaceIntent(ref, request, reason))
-        if reason:
+        if reason:  # first, so the log reads signal, then what became of the order
             runner.emit_signal(symbol, side, reason, acted=True)
+        runner.outbox.append(PlaceIntent(ref, request, reason))
         return ref
 
 
@@ -284,13 +285,23 @@ class StrategyRunner:
             self._guard("on_stop", self.strategy.on_stop)
 
     def on_bar(self, bar: Bar) -> bool:
-        """A completed bar of one of the symbols (live): append it, then the handler."""
+        """A completed bar of one of the symbols (live): append it, then the handler.
+        A bar the series has already (a feed repeating yesterday's bar as context) is
+        ignored; while OFF the series still grows, so switching on needs no warm-up."""
         series = self.series.get(bar.symbol)
-        if series is None:
+        if series is None or (series.ts_ns and bar.ts_ns <= series.ts_ns[-1]):
             return True
         series.append(bar)
         self.bars_seen += 1
+        if not self.active:
+            return True
         return self._guard("on_bar", self.strategy.on_bar, bar)
+
+    def warm(self, bar: Bar) -> None:
+        """A bar of history before the instance starts: the series only."""
+        series = self.series.get(bar.symbol)
+        if series is not None and not (series.ts_ns and bar.ts_ns <= series.ts_ns[-1]):
+            series.append(bar)
 
     def advance(self, series: SymbolSeries) -> bool:
         """The next bar of a loaded series (a backtest)."""
@@ -299,7 +310,7 @@ class StrategyRunner:
         return self._guard("on_bar", self.strategy.on_bar, series.bar_at(series.cursor))
 
     def on_quote(self, quote: Quote) -> bool:
-        if not self.wants_quotes or quote.symbol not in self.series:
+        if not self.wants_quotes or not self.active or quote.symbol not in self.series:
             return True
         return self._guard("on_quote", self.strategy.on_quote, quote)
 
@@ -348,6 +359,21 @@ class StrategyRunner:
             if order.filled >= order.request.quantity:
                 book.working.pop(ref, None)
         return self._guard("on_fill", self.strategy.on_fill, fill)
+
+    def restore(self, orders: Sequence[Order], fills: Sequence[Fill]) -> None:
+        """Rebuild the book after a restart from the journal: the instance's fills make
+        its positions; its open orders are working again (their client order id serves
+        as their ref)."""
+        book = self.book
+        for order in orders:
+            book.by_order_id[order.client_order_id] = order.client_order_id
+            if order.is_open:
+                book.working[order.client_order_id] = WorkingOrder(
+                    order.client_order_id, order.request, order.client_order_id,
+                    order.filled_quantity)
+        for fill in fills:
+            if fill.client_order_id in book.by_order_id:
+                book.portfolio.apply_fill(fill)
 
     def mark(self, prices: Mapping[str, float]) -> None:
         for symbol, price in prices.items():

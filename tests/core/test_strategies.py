@@ -120,7 +120,9 @@ def test_a_raising_handler_switches_the_instance_off_and_sends_nothing() -> None
     assert "Traceback" in runner.failure.traceback
     assert not [i for i in runner.drain() if isinstance(i, PlaceIntent)]
     assert not runner.active
-    assert not runner.on_bar(bar(2))  # switched off: no more handlers
+    runner.on_bar(bar(2))  # switched off: the bar is kept, the handler not called
+    assert runner.drain() == []
+    assert len(runner.series["AAPL"]) == 2
 
 
 def test_builtins_validate_their_parameters() -> None:
