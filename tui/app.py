@@ -34,6 +34,7 @@ class TapedeckApp(App[int]):
         Binding("question_mark,f1", "help", "Help", id="app.help"),
         Binding("ctrl+p", "command_palette", "Commands", id="app.palette"),
         Binding("t", "next_theme", "Theme", show=False, id="app.theme"),
+        Binding("B", "backtest", "Backtest a strategy", show=False, id="app.backtest"),
     ]
 
     def __init__(
@@ -101,8 +102,9 @@ class TapedeckApp(App[int]):
         # into what they write (the log) must see this theme's from their first line.
         self.get_css_variables()
         self.theme_changed_signal.subscribe(self, self._theme_changed)
-        self._apply_keymap()
         self.workstation = WorkstationScreen(self.client, self.zone, self.zone_label)
+        # After the workstation exists: [keys] may remap its bindings and its widgets'.
+        self._apply_keymap()
         await self.push_screen(self.workstation)
 
     def get_theme_variable_defaults(self) -> dict[str, str]:
@@ -145,6 +147,30 @@ class TapedeckApp(App[int]):
         self.theme = names[(index + 1) % len(names)]
         self.notify(f"theme {self.theme}")
 
+    def action_backtest(self) -> None:
+        """Open the backtest screen (one per app: its form and results stay between
+        visits)."""
+        from tui.screens.backtest import BacktestScreen
+        from tui.widgets.quote_board import QuoteBoard
+
+        if isinstance(self.screen, BacktestScreen) or self._client is None:
+            return
+        if not self.is_screen_installed("backtest"):
+            station = self.workstation
+            selected = None
+            if station is not None and station.is_mounted:
+                selected = station.query_one(QuoteBoard).selected_symbol
+
+            def watchlist() -> list[str]:
+                current = station.current_watchlist() if station is not None else None
+                return list(current.symbols) if current is not None else []
+
+            self.install_screen(BacktestScreen(
+                self.client, self.settings, self.zone, self.zone_label,
+                symbols=(selected,) if selected else watchlist(), watchlist=watchlist),
+                "backtest")
+        self.push_screen("backtest")
+
     def action_catalogue(self) -> Iterator[tuple[str, str, str, str, DOMNode]]:
         """(binding id, keys, description, action, namespace) of every bound action of
         the app, the workstation and its widgets, for the help screen and palette."""
@@ -160,6 +186,9 @@ class TapedeckApp(App[int]):
                 sources.append((board, list(board.BINDINGS)))
                 blotter = self.workstation.query_one(Blotter)
                 sources.append((blotter, list(blotter.BINDINGS)))
+            else:  # before the first frame (the keymap): the classes' bindings
+                sources.append((self.workstation, list(QuoteBoard.BINDINGS)))
+                sources.append((self.workstation, list(Blotter.BINDINGS)))
         for namespace, bindings in sources:
             for binding in bindings:
                 if not isinstance(binding, Binding) or not binding.id or binding.id in seen:

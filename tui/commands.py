@@ -15,14 +15,21 @@ from tui.widgets.quote_board import COLUMNS
 class WorkstationCommands(Provider):
     def _commands(self) -> list[tuple[str, str, Callable[[], object]]]:
         from tui.app import TapedeckApp
+        from tui.screens.strategy_actions import (
+            PANE_BINDING_IDS,
+            StrategyActions,
+            strategy_commands,
+        )
         from tui.screens.workstation import SPEED_STEPS, WorkstationScreen
 
         app = self.app
         assert isinstance(app, TapedeckApp)
         commands: list[tuple[str, str, Callable[[], object]]] = []
         for binding_id, key, description, action, namespace in app.action_catalogue():
-            commands.append((description, f"{key}  ·  {binding_id}",
-                             partial(app.run_action, action, namespace)))
+            callback: Callable[[], object] = partial(app.run_action, action, namespace)
+            if binding_id in PANE_BINDING_IDS and isinstance(namespace, StrategyActions):
+                callback = partial(namespace.run_pane_action, action)  # shows the pane
+            commands.append((description, f"{key}  ·  {binding_id}", callback))
         screen = app.workstation
         if isinstance(screen, WorkstationScreen):
             for watchlist in screen.watchlists:
@@ -46,6 +53,8 @@ class WorkstationCommands(Provider):
             for speed in SPEED_STEPS:
                 commands.append((f"Replay speed {speed:g}x", "how fast the replay runs",
                                  partial(screen.run_set_speed, speed)))
+        if isinstance(screen, StrategyActions):
+            commands.extend(strategy_commands(screen))
         for name in app.tapedeck_themes:
             commands.append((f"Theme: {name}", "switch and remember",
                              partial(app.set_theme, name)))

@@ -1,6 +1,7 @@
-"""The main screen: watchlists and the quote board, the chart, the blotter, the risk
-panel, the log, the status bar; and the trading keys (b/s order ticket, ctrl+k kill
-switch, cancel-all).
+"""The main screen: watchlists and the quote board, the chart, the blotter, the
+strategies pane, the risk panel, the log, the status bar; the trading keys (b/s order
+ticket, ctrl+k kill switch, cancel-all) and the strategy keys (tui/screens/
+strategy_actions.py).
 
 At 80x24 (below `ui.compact_width` x `ui.compact_height`) the panes become tabs; above
 it they sit side by side. Both layouts are the same widgets: only CSS classes change,
@@ -26,6 +27,11 @@ from textual.widgets import Footer, Tab, Tabs
 from core.client import CommandError, EngineClient
 from core.state import ChangeCursor, EngineDelta, EngineSnapshot, QuoteRow, Watchlist
 from tui.screens.prompt import Confirm, TextPrompt
+from tui.screens.strategy_actions import (
+    STRATEGY_BINDINGS,
+    STRATEGY_REMOVE_BINDINGS,
+    StrategyActions,
+)
 from tui.screens.symbol_search import AddedSymbol, SymbolSearch
 from tui.screens.trading_actions import TRADING_BINDINGS, TradingActions
 from tui.widgets.blotter import Blotter
@@ -34,18 +40,22 @@ from tui.widgets.log_pane import LogPane
 from tui.widgets.quote_board import QuoteBoard
 from tui.widgets.risk_panel import RiskPanel
 from tui.widgets.status_bar import StatusBar
+from tui.widgets.strategies import StrategiesPane
 from tui.widgets.watchlist_tabs import WatchlistTabs, tab_id
 
 if TYPE_CHECKING:
     from tui.app import TapedeckApp
 
-PANES = ("quotes", "chart", "log", "orders", "risk")
+PANES = ("quotes", "chart", "log", "orders", "risk", "strategies")
 SPEED_STEPS = (0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 100.0)
 ACTIVE_WATCHLIST_KEY = "ui.watchlist"
 
 
-class WorkstationScreen(TradingActions):
+class WorkstationScreen(TradingActions, StrategyActions):
     BINDINGS = [
+        # First, so that the footer shows the strategy pane's keys while it has the
+        # focus (they are hidden elsewhere).
+        *STRATEGY_BINDINGS,
         Binding("slash,a", "add_symbol", "Add symbol", id="watchlist.add"),
         Binding("delete", "remove_symbol", "Remove", id="watchlist.remove"),
         Binding("shift+up", "move_symbol(-1)", "Move up", show=False, id="watchlist.move_up"),
@@ -69,7 +79,10 @@ class WorkstationScreen(TradingActions):
         Binding("3", "show_pane('log')", "Log pane", show=False, id="pane.log"),
         Binding("4", "show_pane('orders')", "Blotter", show=False, id="pane.orders"),
         Binding("5", "show_pane('risk')", "Risk pane", show=False, id="pane.risk"),
+        Binding("6", "show_pane('strategies')", "Strategies pane", show=False,
+                id="pane.strategies"),
         *TRADING_BINDINGS,
+        *STRATEGY_REMOVE_BINDINGS,
     ]
 
     def __init__(self, client: EngineClient, zone: tzinfo, zone_label: str) -> None:
@@ -103,6 +116,7 @@ class WorkstationScreen(TradingActions):
             Tab("3 Log", id="pane-log"),
             Tab("4 Orders", id="pane-orders"),
             Tab("5 Risk", id="pane-risk"),
+            Tab("6 Strategies", id="pane-strategies"),
             id="pane-tabs",
         )
         with Horizontal(id="panes"):
@@ -110,6 +124,8 @@ class WorkstationScreen(TradingActions):
                 yield WatchlistTabs(id="watchlist-tabs")
                 yield QuoteBoard(flash_ms=settings.ui.flash_ms, id="quote-board")
                 yield Blotter(self.zone, id="blotter")
+                yield StrategiesPane(self.zone, empty_hint=self._empty_strategies_hint(),
+                                     id="strategies")
             with Vertical(id="right-column"):
                 yield ChartPane(self.zone, id="chart-pane")
                 yield RiskPanel(id="risk-panel")
@@ -139,6 +155,7 @@ class WorkstationScreen(TradingActions):
         self.query_one(StatusBar).status = snapshot.status
         self.query_one(LogPane).add_events(snapshot.logs[-200:])
         self.query_one(Blotter).set_book(snapshot.orders, snapshot.fills, snapshot.positions)
+        self.query_one(StrategiesPane).set_strategies(snapshot.strategies)
         risk_panel = self.query_one(RiskPanel)
         risk_panel.account = snapshot.account
         risk_panel.risk = snapshot.risk
@@ -177,6 +194,7 @@ class WorkstationScreen(TradingActions):
         blotter.update_orders(delta.orders)
         blotter.add_fills(delta.fills)
         blotter.update_positions(delta.positions)
+        self.query_one(StrategiesPane).set_strategies(delta.strategies)
         risk_panel = self.query_one(RiskPanel)
         if delta.account is not None and delta.account != risk_panel.account:
             risk_panel.account = delta.account
@@ -185,6 +203,11 @@ class WorkstationScreen(TradingActions):
         status = delta.status
         self._paused = status.paused
         self.query_one(StatusBar).status = status
+
+    def _empty_strategies_hint(self) -> str:
+        keys = next((keys for binding_id, keys, *_ in self.tapedeck.action_catalogue()
+                     if binding_id == "strategy.add"), "A")
+        return f"No strategy instances.\n{keys}: add one for the quote board's selected symbol."
 
     def _note_first_quotes(self, rows: Iterable[QuoteRow]) -> None:
         if self.first_quotes_at is None and any(
@@ -288,6 +311,8 @@ class WorkstationScreen(TradingActions):
             self.query_one(LogPane).focus()
         elif pane == "orders":
             self.query_one(Blotter).focus_table()
+        elif pane == "strategies":
+            self.query_one(StrategiesPane).focus_list()
 
     # ------------------------------------------------------------------ actions
 
