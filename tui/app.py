@@ -32,7 +32,8 @@ class TapedeckApp(App[int]):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("q", "quit", "Quit", id="app.quit"),
         Binding("question_mark,f1", "help", "Help", id="app.help"),
-        Binding("ctrl+p", "command_palette", "Commands", id="app.palette"),
+        # Not in the footer's list: the footer shows the palette key at its right already.
+        Binding("ctrl+p", "command_palette", "Commands", show=False, id="app.palette"),
         Binding("t", "next_theme", "Theme", show=False, id="app.theme"),
         Binding("B", "backtest", "Backtest a strategy", show=False, id="app.backtest"),
     ]
