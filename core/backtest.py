@@ -10,9 +10,12 @@ next session's open (`fill_at="next_open"`, the default) or at the bar's own clo
 
 Speed: a symbol with no order resting at the venue does not need its prints (nothing
 could fill): its market state is set to the session's end directly, which is what the
-prints would have left. Portfolio marks and the equity curve use float mirrors; the
-risk engine's daily loss and drawdown limits are checked at each close in Decimal only
-when the float estimate comes near them.
+prints would have left, and only when something next reads the market (an order, a
+fill, a risk check, the strategy asking for the equity), so a run with few orders does
+not write every symbol's state every day. For the same reason a symbol's prints stop as
+soon as it has nothing left working (a market order filled at the open). Portfolio marks
+and the equity curve use float mirrors; the risk engine's daily loss and drawdown limits
+are checked at each close in Decimal only when the float estimate comes near them.
 """
 
 from __future__ import annotations
@@ -20,16 +23,16 @@ from __future__ import annotations
 import bisect
 import math
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Container, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from decimal import Decimal
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal, final
 
 import numpy as np
 import pandas as pd
 
-from core.bar_path import POINTS, point_events, point_prices, point_times
+from core.bar_path import POINTS, path_prices, point_events, point_times
 from core.brokers.base import BrokerContext
 from core.brokers.paper import PaperVenue
 from core.bus import Bus
@@ -37,11 +40,13 @@ from core.clock import ExchangeCalendar, SimClock
 from core.config_trading import PaperSettings, RiskSettings
 from core.market import MarketState
 from core.metrics import Metrics, RoundTrip, compute_metrics, round_trips
-from core.model import NS_PER_SECOND, Bar, Fill, Instrument
+from core.model import NS_PER_SECOND, Fill, Instrument
 from core.orders import Order
 from core.sim_desk import SimDesk
+from core.state import SymbolState
 from core.strategies.base import Strategy, StrategyMode, StrategyParams
 from core.strategies.runner import CancelIntent, PlaceIntent, Signal, StrategyRunner
+from core.strategies.series import SymbolSeries
 
 FillAt = Literal["next_open", "close"]
 FILL_AT: tuple[FillAt, ...] = ("next_open", "close")
@@ -119,7 +124,8 @@ Progress = Callable[[int, int], None]  # (sessions done, sessions in all)
 
 
 EPOCH = date(1970, 1, 1)
-_BOUNDS: dict[tuple[int, int], tuple[int, int, int]] = {}
+Bounds = tuple[int, int, int]  # a session's local midnight, open and close (epoch ns)
+_BOUNDS: dict[int, dict[int, Bounds]] = {}  # by id(calendar.zone), then day number
 
 
 def _day_number(day: date) -> int:
@@ -130,23 +136,74 @@ def _day(number: int) -> date:
     return date.fromordinal(EPOCH.toordinal() + number)
 
 
-def _session_bounds(calendar: ExchangeCalendar, day_number: int) -> tuple[int, int, int]:
-    """Local midnight, the open and the close of a session (epoch ns) by its day number
-    (days since 1970-01-01); remembered, as runs (a parameter grid) ask for the same
-    sessions again and again."""
-    key = (id(calendar.zone), day_number)
-    bounds = _BOUNDS.get(key)
-    if bounds is None:
-        day = _day(day_number)
-        midnight = int(datetime(day.year, day.month, day.day,
-                                tzinfo=calendar.zone).timestamp())
-        opens, closes = calendar.open_close_ns(day)
-        bounds = _BOUNDS[key] = (midnight * NS_PER_SECOND, opens, closes)
-    return bounds
+def _session_bounds(calendar: ExchangeCalendar, day_numbers: Sequence[int]) -> list[Bounds]:
+    """Local midnight, the open and the close of sessions (epoch ns) by their day
+    numbers (days since 1970-01-01); remembered, as runs (a parameter grid) ask for the
+    same sessions again and again."""
+    known = _BOUNDS.setdefault(id(calendar.zone), {})
+    for number in day_numbers:
+        if number not in known:
+            day = _day(number)
+            midnight = int(datetime(day.year, day.month, day.day,
+                                    tzinfo=calendar.zone).timestamp())
+            opens, closes = calendar.open_close_ns(day)
+            known[number] = (midnight * NS_PER_SECOND, opens, closes)
+    return list(map(known.__getitem__, day_numbers))
+
+
+@final  # its memory is shared by every instance: a subclass with other hours would
+# read this class's answers.
+class SessionCalendar(ExchangeCalendar):
+    """The exchange calendar with the answers it computes remembered (by every
+    instance: they depend on the date alone). A backtest asks the same few questions
+    about each session again and again (the paper venue on every order and on the first
+    quote of every day it has one working), and so do the runs of a parameter grid."""
+
+    _open_close: ClassVar[dict[date, tuple[int, int]]] = {}
+    _next: ClassVar[dict[date, date]] = {}
+    _dates: ClassVar[dict[int, date]] = {}
+
+    def open_close_ns(self, day: date) -> tuple[int, int]:
+        known = self._open_close.get(day)
+        if known is None:
+            known = self._open_close[day] = super().open_close_ns(day)
+        return known
+
+    def next_session(self, after: date) -> date:
+        known = self._next.get(after)
+        if known is None:
+            known = self._next[after] = super().next_session(after)
+        return known
+
+    def session_date(self, ts_ns: int) -> date:
+        known = self._dates.get(ts_ns)
+        if known is None:
+            known = self._dates[ts_ns] = super().session_date(ts_ns)
+        return known
 
 
 def _frame_dates(frame: pd.DataFrame) -> np.ndarray:
     return np.asarray(frame.index.values).astype("datetime64[D]")
+
+
+class _Symbol:
+    """One symbol of a run: its series, its market state, the row of its next bar, and
+    how far behind its market state is. A symbol's market state (and portfolio mark)
+    is brought to its latest bar only when something reads the market (an order, a
+    fill, a risk check, the strategy asking for the equity): rows `first` to `row`
+    are then settled at once."""
+
+    __slots__ = ("bounds", "first", "next", "row", "series", "state", "symbol")
+
+    def __init__(self, symbol: str, series: SymbolSeries, state: SymbolState,
+                 bounds: list[Bounds], first_row: int) -> None:
+        self.symbol = symbol
+        self.series = series
+        self.state = state
+        self.bounds = bounds  # by row
+        self.next = first_row  # the row of its next bar (its rows come one per session)
+        self.first = -1  # the first row not settled yet; -1 when up to date
+        self.row = -1
 
 
 class Backtest:
@@ -172,7 +229,7 @@ class Backtest:
         if missing:
             raise BacktestError(f"no bars for {', '.join(missing)}")
         self.spec = spec
-        self.calendar = calendar or ExchangeCalendar()
+        self.calendar = calendar or SessionCalendar()
         self.clock = SimClock()
         self.bus = Bus()
         self.market = MarketState(self.bus, self.calendar)
@@ -188,24 +245,36 @@ class Backtest:
         self.desk.on_end = self._on_end
         self.runner = StrategyRunner(
             f"{strategy_class.name}#bt", strategy_class, params, spec.symbols,
-            StrategyMode.PAPER, now_ns=self.clock.now_ns, account_equity=self.desk.equity,
+            StrategyMode.PAPER, now_ns=self.clock.now_ns, account_equity=self._account_equity,
             round_price=lambda symbol, price: self.market.states[symbol].instrument.round_price(
                 price))
-        # The sessions to play, each with the symbols that have a bar in it (and the
-        # bar's row), built once: the day loop then touches only what trades that day.
+        # The sessions to play, each with the symbols that have a bar in it, built
+        # once: the day loop then touches only what trades that day.
         first_day, last_day = _day_number(spec.start), _day_number(spec.end)
-        self._by_day: dict[int, list[tuple[str, int]]] = {}
+        by_day: dict[int, list[_Symbol]] = {}
         self._first_row: dict[str, int] = {}
         for symbol in spec.symbols:
             frame = bars[symbol]
             numbers = _frame_dates(frame).astype(np.int64).tolist()
-            ts = [_session_bounds(self.calendar, n)[1] for n in numbers]
-            self.runner.series[symbol].load(frame, np.asarray(ts, dtype=np.int64))
-            self._first_row[symbol] = bisect.bisect_left(numbers, first_day)
-            for row in range(self._first_row[symbol], len(numbers)):
-                if numbers[row] > last_day:
-                    break
-                self._by_day.setdefault(numbers[row], []).append((symbol, row))
+            bounds = _session_bounds(self.calendar, numbers)
+            series = self.runner.series[symbol]
+            series.load(frame, [b[1] for b in bounds])
+            first = self._first_row[symbol] = bisect.bisect_left(numbers, first_day)
+            stop = bisect.bisect_right(numbers, last_day, first)
+            one = _Symbol(symbol, series, self.market.states[symbol], bounds, first)
+            for number in numbers[first:stop]:
+                day = by_day.get(number)
+                if day is None:
+                    by_day[number] = [one]
+                else:
+                    day.append(one)
+        self._sessions = sorted(by_day)
+        self._bounds = _session_bounds(self.calendar, self._sessions)
+        # Sessions with the same symbols share one tuple (most do): fewer objects.
+        shared: dict[tuple[_Symbol, ...], tuple[_Symbol, ...]] = {}
+        self._days = [shared.setdefault(members, members)
+                      for members in (tuple(by_day[number]) for number in self._sessions)]
+        self._behind: dict[str, _Symbol] = {}  # the symbols with rows to settle
         self.signals: list[Signal] = []
 
     # ------------------------------------------------------------------ the run
@@ -214,7 +283,7 @@ class Backtest:
         started = time.perf_counter()
         spec = self.spec
         runner = self.runner
-        sessions = sorted(self._by_day)
+        sessions = self._sessions
         if not sessions:
             raise BacktestError(f"no bars between {spec.start} and {spec.end} for "
                                 f"{', '.join(spec.symbols)}")
@@ -225,98 +294,160 @@ class Backtest:
         self._dispatch()
         equity_curve: list[float] = []
         invested: list[bool] = []
-        days: list[int] = []
         closes: dict[str, float] = {}
-        states = self.market.states
-        fill_at_close = spec.fill_at == "close"
+        # The bars complete at the bell, or a second before it to fill at the close.
+        early = NS_PER_SECOND if spec.fill_at == "close" else 0
         venue, desk, clock = self.venue, self.desk, self.clock
+        risk, portfolio = desk.risk, desk.portfolio
+        held = desk.held  # the float mirror of positions, updated in place by fills
+        advance, behind = runner.advance, self._behind
+        working = venue.working_symbols()  # a live view
+        wants_quotes = runner.wants_quotes
+        near = self._risk_near()
         bars_done = 0
         total = len(sessions)
         day_start_equity = float(spec.cash)
-        by_day = self._by_day
-        for number, day_number in enumerate(sessions):
-            midnight, opens, closes_ns = _session_bounds(self.calendar, day_number)
-            today = by_day[day_number]
-            self._begin_day(day_start_equity)
+        for number, ((_, opens, closes_ns), today) in enumerate(
+                zip(self._bounds, self._days, strict=True)):
+            if risk.state_automatic:
+                # A new session lifts a state the limits set (begin_day does nothing
+                # else a backtest needs, so it is skipped otherwise).
+                self._flush()
+                risk.begin_day(portfolio.equity())
             # The prints, for symbols whose orders could fill on them.
-            working = venue.working_symbols()
-            printed = [(s, r) for s, r in today if s in working or runner.wants_quotes]
+            printed = today if wants_quotes else (
+                [one for one in today if one.symbol in working] if working else ())
+            played: Container[str] = ()
             if printed:
-                self._play(printed, opens, closes_ns)
-            for symbol, row in today:
-                series = runner.series[symbol]
-                close = series.close[row]
-                closes[symbol] = close
-                if not printed or (symbol, row) not in printed:
-                    self._settle(states[symbol], series.open[row], series.high[row],
-                                 series.low[row], close, series.volume[row], midnight,
-                                 closes_ns - NS_PER_SECOND)
-                    desk.portfolio.mark(symbol, close)
-            # The bars complete: at the bell, or a second before it to fill at the close.
-            clock.set_ns(closes_ns - NS_PER_SECOND if fill_at_close else closes_ns)
-            for symbol, _ in today:
-                runner.advance(runner.series[symbol])
+                # Only their prints are read until an order or the equity is asked for
+                # (which settles all).
+                self._flush(printed)
+                played = self._play(printed, opens, closes_ns)
+            # The rest is settled when something next reads the market (_flush).
+            for one in today:
+                row = one.next
+                one.next = row + 1
+                symbol = one.symbol
+                closes[symbol] = one.series.close[row]
+                if symbol not in played:
+                    if one.first < 0:
+                        one.first = row
+                        behind[symbol] = one
+                    one.row = row
+            clock.set_ns(closes_ns - early)
+            for one in today:
+                advance(one.series)
             bars_done += len(today)
-            self._dispatch()
+            if runner.outbox:
+                self._dispatch()
             if runner.failure is not None:
                 break
-            equity = desk.equity_at(closes)
-            days.append(day_number)
+            # As SimDesk.equity_at: cash plus the positions at today's closes.
+            equity = desk.cash + sum([quantity * closes[symbol]
+                                      for symbol, quantity in held.items()]) if held else desk.cash
             equity_curve.append(equity)
-            invested.append(bool(desk.held))
-            self._observe_risk(equity, day_start_equity)
+            invested.append(bool(held))
+            if day_start_equity - equity >= near:
+                self._observe_risk(equity, day_start_equity)
             day_start_equity = equity
             if progress is not None and (number % PROGRESS_EVERY_DAYS == 0 or number == total - 1):
                 progress(number + 1, total)
         runner.stop()
         self._dispatch()
+        self._flush()
         trips = round_trips(desk.fills)
-        session_days = [_day(number) for number in days]
-        metrics = compute_metrics(session_days, np.asarray(equity_curve, dtype=np.float64),
+        day_array = np.asarray(sessions[:len(equity_curve)], dtype="datetime64[D]")
+        metrics = compute_metrics(day_array, np.asarray(equity_curve, dtype=np.float64),
                                   np.asarray(invested, dtype=bool), trips)
         failure = runner.failure.message if runner.failure is not None else ""
-        held = {p.symbol: p.quantity for p in desk.portfolio.positions.values() if p.quantity}
+        open_positions = {p.symbol: p.quantity for p in desk.portfolio.positions.values()
+                          if p.quantity}
+        session_days: list[date] = day_array.tolist()
         return BacktestResult(
             spec, metrics, session_days, equity_curve, trips,
             [OrderRecord.of(order) for order in desk.orders.values()], list(desk.fills),
             self.signals, list(desk.refusals), failure, bars_done,
-            time.perf_counter() - started, held)
+            time.perf_counter() - started, open_positions)
 
-    def _play(self, printed: Sequence[tuple[str, int]], opens: int, closes_ns: int) -> None:
+    def _play(self, printed: Sequence[_Symbol], opens: int, closes_ns: int) -> Container[str]:
         """Feed the session's prints of these symbols through the market, the venue and
-        the strategy, point by point (what a fill asks for goes out before the next)."""
-        series = self.runner.series
+        the strategy, point by point (what a fill asks for goes out before the next).
+
+        Once none of them has an order left that could fill (a market order filled at
+        the open), the remaining prints could change nothing but the market state, and
+        they are skipped: the symbols are then settled like those not printed. Returns
+        the symbols whose prints all went through (their market state is the day's)."""
+        clock, market, runner = self.clock, self.market, self.runner
+        working = self.venue.working_symbols()
         paths = []
-        for symbol, row in printed:
-            s = series[symbol]
-            bar = Bar(symbol, opens, 86_400, s.open[row], s.high[row], s.low[row],
-                      s.close[row], s.volume[row])
-            paths.append((symbol, point_prices(bar), bar.volume / POINTS))
+        for one in printed:
+            series, row = one.series, one.next
+            paths.append((one.symbol, path_prices(series.open[row], series.high[row],
+                                                  series.low[row], series.close[row]),
+                          series.volume[row] / POINTS))
         for point, ts in enumerate(point_times(opens, closes_ns)):
-            self.clock.set_ns(ts)
+            clock.set_ns(ts)
             events: list[Any] = []
             for symbol, prices, size in paths:
                 events.extend(point_events(symbol, ts, prices[point], size))
-            self.market.ingest(events)
-            if self.runner.wants_quotes:
+            market.ingest(events)
+            if runner.wants_quotes:
                 for event in events[1::2]:
-                    self.runner.on_quote(event)
-            self._dispatch()
+                    runner.on_quote(event)
+            if runner.outbox:
+                self._dispatch()
+            if point < POINTS - 1 and not runner.wants_quotes and not any(
+                    symbol in working for symbol, _, _ in paths):
+                return ()
+        return {symbol for symbol, _, _ in paths}
 
-    @staticmethod
-    def _settle(state: Any, o: float, h: float, lo: float, c: float, v: float,
-                midnight: int, close_print_ns: int) -> None:
-        """A symbol's market state as the session's prints would have left it."""
+    def _flush(self, only: Sequence[_Symbol] = ()) -> None:
+        """Bring every symbol's market state and portfolio mark to its latest
+        bar (or only those of `only`'s symbols): as settling it at each of its sessions
+        would have left them."""
+        behind = self._behind
+        if not behind:
+            return
+        if only:
+            for one in only:
+                if behind.pop(one.symbol, None) is not None:
+                    self._settle(one)
+            return
+        for one in behind.values():
+            self._settle(one)
+        behind.clear()
+
+    def _settle(self, one: _Symbol) -> None:
+        """The close as bid, ask and last, the day's range and volume, and the close
+        before it as the reference (each session settled was a new one)."""
+        row, first, state, series = one.row, one.first, one.state, one.series
+        midnight, _, closes_ns = one.bounds[row]
         if state.session_start_ns != midnight:
-            if state.last == state.last:
+            if state.session_start_ns != one.bounds[first][0] and state.last == state.last:
                 state.prev_close = state.last
+            closes = series.close
+            for earlier in range(row - 1, first - 1, -1):
+                close = closes[earlier]
+                if close == close:
+                    state.prev_close = close
+                    break
             state.session_start_ns = midnight
-        size = v / POINTS
-        state.bid = state.ask = state.last = c
+        close, volume = series.close[row], series.volume[row]
+        size = volume / POINTS
+        state.bid = state.ask = state.last = close
         state.bid_size = state.ask_size = state.last_size = size
-        state.day_open, state.day_high, state.day_low = o, h, lo
-        state.volume = v
-        state.ts_ns = close_print_ns
+        state.day_open, state.day_high, state.day_low = (
+            series.open[row], series.high[row], series.low[row])
+        state.volume = volume
+        state.ts_ns = closes_ns - NS_PER_SECOND  # the close print
+        self.desk.mark(one.symbol, close)
+        one.first = -1
+
+    def _account_equity(self) -> Decimal:
+        """The account's equity for the strategy (`ctx.equity()`), marked to the latest
+        closes."""
+        self._flush()
+        return self.desk.equity()
 
     # ------------------------------------------------------------------ orders
 
@@ -324,6 +455,8 @@ class Backtest:
         """Send what the strategy asked for, in order, until it asks for nothing more
         (a fill on arrival may make it ask again)."""
         runner, desk = self.runner, self.desk
+        if runner.outbox:
+            self._flush()  # risk and the venue read the market
         while runner.outbox:
             for intent in runner.drain():
                 if isinstance(intent, PlaceIntent):
@@ -348,29 +481,24 @@ class Backtest:
 
     # ------------------------------------------------------------------ risk
 
-    def _begin_day(self, equity: float) -> None:
-        """A new session lifts a state the limits set (the only thing begin_day does
-        that a backtest needs every day is cheap to skip otherwise)."""
-        risk = self.desk.risk
-        if risk.state_automatic:
-            risk.begin_day(self.desk.portfolio.equity())
+    def _risk_near(self) -> float:
+        """The fall in equity over a day from which the daily loss or the drawdown
+        limit could trip: 90% of the nearer one (inf when both are off). Below it the
+        Decimal check at the close is skipped, as it cannot trip."""
+        limits = self.desk.risk.settings
+        return min((0.9 * float(limit) for limit in (limits.max_daily_loss, limits.max_drawdown)
+                    if limit), default=math.inf)
 
     def _observe_risk(self, equity: float, day_start: float) -> None:
-        """The daily loss and drawdown limits at the close, in Decimal when the float
-        estimate comes within 10% of one (the rest of the time they cannot trip)."""
-        limits = self.desk.risk.settings
-        loss = day_start - equity
-        near = (limits.max_daily_loss and loss >= 0.9 * float(limits.max_daily_loss)) or (
-            limits.max_drawdown and loss >= 0.9 * float(limits.max_drawdown))
-        if not near:
-            return
+        """The daily loss and drawdown limits at the close, in Decimal (the float
+        estimate came within 10% of one)."""
+        self._flush()
         # Daily bars: the day's high is the larger of its start and its close.
         portfolio, risk = self.desk.portfolio, self.desk.risk
         portfolio.day_start_equity = Decimal(repr(day_start)).quantize(Decimal("0.01"))
         summary = portfolio.summary()
         risk.day_high = max(portfolio.day_start_equity, summary.equity)
         risk.observe(summary.equity, summary.day_pnl)
-
 
 def run_backtest(strategy_class: type[Strategy[Any]], params: StrategyParams,
                  bars: Mapping[str, pd.DataFrame], spec: BacktestSpec, *,

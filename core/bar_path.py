@@ -20,9 +20,14 @@ POINTS = 4
 
 
 def point_prices(bar: Bar) -> tuple[float, float, float, float]:
-    if bar.close >= bar.open:
-        return bar.open, bar.low, bar.high, bar.close
-    return bar.open, bar.high, bar.low, bar.close
+    return path_prices(bar.open, bar.high, bar.low, bar.close)
+
+
+def path_prices(o: float, h: float, lo: float, c: float) -> tuple[float, float, float, float]:
+    """The four prints' prices of a bar given by its prices (no Bar to build)."""
+    if c >= o:
+        return o, lo, h, c
+    return o, h, lo, c
 
 
 def point_times(open_ns: int, close_ns: int) -> tuple[int, int, int, int]:

@@ -299,6 +299,25 @@ def _max_drawdown_days(equity: FloatArray, day_numbers: npt.NDArray[np.int64]) -
     above it, or to the last day for a drawdown not recovered."""
     if equity.size == 0:
         return 0
+    if np.isnan(equity).any():
+        return _max_drawdown_days_stepwise(equity, day_numbers)
+    # A close at or above every close before it is a peak (the first close is one);
+    # a drawdown runs from a peak to the next peak that is not the very next close.
+    at_peak = np.empty(equity.size, dtype=bool)
+    at_peak[0] = True
+    at_peak[1:] = equity[1:] >= np.maximum.accumulate(equity)[:-1]
+    peaks = np.flatnonzero(at_peak)
+    recovered = np.diff(peaks) > 1
+    longest = int(np.max(day_numbers[peaks[1:][recovered]] - day_numbers[peaks[:-1][recovered]],
+                         initial=0))
+    if peaks[-1] != equity.size - 1:  # under water at the end
+        longest = max(longest, int(day_numbers[-1] - day_numbers[peaks[-1]]))
+    return longest
+
+
+def _max_drawdown_days_stepwise(equity: FloatArray, day_numbers: npt.NDArray[np.int64]) -> int:
+    """`_max_drawdown_days` close by close, for a curve with NaN in it (a NaN close is
+    under water; a NaN first close is a peak nothing reaches again)."""
     longest = 0
     peak, peak_day = float(equity[0]), int(day_numbers[0])
     underwater = False

@@ -21,13 +21,13 @@ from core.brokers.paper import PaperVenue
 from core.bus import Bus
 from core.clock import SimClock
 from core.config_trading import RiskSettings
-from core.desk_views import DeskViews
+from core.desk_views import DeskViews, order_price
 from core.market import MarketState
 from core.model import NS_PER_SECOND, Fill, OrderRequest, OrderStatus, Side, Trade
 from core.order_checks import check_request
 from core.orders import ClientOrderIds, IllegalTransition, Order, OrderError
-from core.portfolio import Portfolio
-from core.risk import RiskEngine
+from core.portfolio import ZERO, Portfolio
+from core.risk import OpenOrder, RiskBook, RiskEngine
 from core.state import CommandError
 
 FillListener = Callable[[Order, Fill], None]
@@ -54,6 +54,16 @@ class SimDesk(DeskViews):
         # Float mirrors of cash and positions: the equity curve is read every bar.
         self.cash = float(self.portfolio.cash)
         self.held: dict[str, float] = {}
+        # The Decimal of each symbol's latest price (repr, as `as_decimal`), kept while
+        # the price stays: a universe's book reprices every position for every order.
+        self._decimals: dict[str, tuple[float, Decimal]] = {}
+        # Counts the fills and marks this desk applies; with the market's sequence it
+        # says when the positions' part of `book` must be worked out again.
+        self._changes = 0
+        self._book_key = (-1, -1)
+        self._book_positions: dict[str, Decimal] = {}
+        self._book_prices: dict[str, Decimal] = {}
+        self._book_value = ZERO
         self.on_fill: FillListener = lambda order, fill: None
         self.on_end: EndListener = lambda order: None
         bus.subscribe(Trade, self._mark)
@@ -129,6 +139,7 @@ class SimDesk(DeskViews):
         state = self.market.states.get(fill.symbol)
         if state is not None:
             self.portfolio.mark(fill.symbol, state.last)
+        self._changes += 1
         self.fills.append(fill)
         quantity, price = float(fill.quantity), float(fill.price)
         signed = quantity if fill.side == Side.BUY else -quantity
@@ -146,6 +157,79 @@ class SimDesk(DeskViews):
 
     def _mark(self, trade: Trade) -> None:
         self.portfolio.mark(trade.symbol, trade.price)
+        self._changes += 1
+
+    def mark(self, symbol: str, price: float) -> None:
+        """Mark a position to a price the market state was set to directly (a backtest
+        settling a symbol without its prints)."""
+        self.portfolio.mark(symbol, price)
+        self._changes += 1
+
+    def book(self, also: str = "") -> RiskBook:
+        """The account as risk sees it now, equal to `DeskViews.book`: the same
+        positions, prices and open orders, and the equity and day's P&L of
+        `Portfolio.summary` (not the rest of the summary, which risk does not read).
+
+        The part that costs one step per position (their prices and values) is kept
+        until a fill, a mark or a market event changes it: a universe sends many orders
+        at one close, each judged against the same positions."""
+        portfolio = self.portfolio
+        states = self.market.states
+        key = (self.market.seq, self._changes)
+        if key != self._book_key:
+            self._book_key = key
+            self._book_positions, self._book_prices, self._book_value = self._positions_book()
+        prices = dict(self._book_prices)
+        extra = [also] if also else []
+        open_orders = []
+        for order in self.open_orders.values():
+            if not order.parent_id:
+                extra.append(order.symbol)
+                open_orders.append(OpenOrder(order.symbol, order.side, order.remaining,
+                                             order_price(order)))
+        for symbol in extra:
+            if symbol not in prices:
+                state = states.get(symbol)
+                if state is not None and state.last == state.last:
+                    prices[symbol] = self._decimal(symbol, state.last)
+        equity = portfolio.cash + self._book_value
+        start = portfolio.day_start_equity
+        day_pnl = equity - (start if start is not None else portfolio.starting_cash)
+        return RiskBook(self._book_positions, prices, tuple(open_orders), equity, day_pnl)
+
+    def _positions_book(self) -> tuple[dict[str, Decimal], dict[str, Decimal], Decimal]:
+        """The held quantities, the prices of every symbol with a position (even a
+        closed one, as `DeskViews.book` has them) and the positions' value
+        (`Portfolio.summary`'s sum, in its order)."""
+        decimal = self._decimal
+        states = self.market.states
+        positions: dict[str, Decimal] = {}
+        prices: dict[str, Decimal] = {}
+        values = []
+        for position in self.portfolio.positions.values():
+            symbol = position.symbol
+            state = states.get(symbol)
+            if state is not None and state.last == state.last:
+                prices[symbol] = decimal(symbol, state.last)
+            quantity = position.quantity
+            if not quantity:
+                values.append(ZERO)
+                continue
+            positions[symbol] = quantity
+            # Position.market_value: at the last mark, or at cost before the first.
+            last = position.last_price
+            values.append(quantity * (position.average_cost if last != last
+                                      else decimal(symbol, last)))
+        return positions, prices, sum(values, ZERO)
+
+    def _decimal(self, symbol: str, price: float) -> Decimal:
+        """`as_decimal(price)`, remembered per symbol until its price moves."""
+        known = self._decimals.get(symbol)
+        if known is not None and known[0] == price:
+            return known[1]
+        value = Decimal(repr(price))
+        self._decimals[symbol] = (price, value)
+        return value
 
     def equity_at(self, closes: dict[str, float]) -> float:
         return self.cash + sum(quantity * closes[symbol]

@@ -61,19 +61,17 @@ class MaCross(Strategy[MaCrossParams]):
                       for symbol in self.ctx.symbols}
 
     def on_bar(self, bar: Bar) -> None:
-        ctx = self.ctx
         symbol = bar.symbol
-        fast_ind, slow_ind = self.fast, self.slow
         fast_line, slow_line = self.lines[symbol]
-        fast, slow, fast_before, slow_before = (fast_line[0], slow_line[0], fast_line[1],
-                                                slow_line[1])
+        fast, fast_before = fast_line.now_and_before()
+        slow, slow_before = slow_line.now_and_before()
         if fast > slow and fast_before <= slow_before:
-            ctx.target_position(symbol, self.shares_for(symbol),
-                                reason=f"{fast_ind.key} crossed above {slow_ind.key}")
+            self.ctx.target_position(symbol, self.shares_for(symbol),
+                                     reason=f"{self.fast.key} crossed above {self.slow.key}")
         elif fast < slow and fast_before >= slow_before:
             target = -self.shares_for(symbol) if self.params.allow_short else Decimal(0)
-            ctx.target_position(symbol, target,
-                                reason=f"{fast_ind.key} crossed below {slow_ind.key}")
+            self.ctx.target_position(symbol, target,
+                                     reason=f"{self.fast.key} crossed below {self.slow.key}")
 
 
 class RsiReversionParams(SizedParams):

@@ -19,6 +19,7 @@ from core.indicators import IncrementalIndicator, Indicator, batch_many, increme
 from core.model import Bar
 
 NAN = math.nan
+_new_tuple = tuple.__new__
 FIELDS = ("open", "high", "low", "close", "volume")
 
 
@@ -65,15 +66,16 @@ class SymbolSeries:
 
     # ------------------------------------------------------------------ backtest
 
-    def load(self, bars: pd.DataFrame, ts_ns: np.ndarray) -> None:
+    def load(self, bars: pd.DataFrame, ts_ns: np.ndarray | Sequence[int]) -> None:
         """The whole history at once (a backtest): indicators in batch, the cursor
         before the first bar. `bars` has float columns open, high, low, close, volume."""
-        self.ts_ns = [int(t) for t in ts_ns]
-        self.open = bars["open"].to_numpy(dtype=float).tolist()
-        self.high = bars["high"].to_numpy(dtype=float).tolist()
-        self.low = bars["low"].to_numpy(dtype=float).tolist()
-        self.close = bars["close"].to_numpy(dtype=float).tolist()
-        self.volume = bars["volume"].to_numpy(dtype=float).tolist()
+        self.ts_ns = ts_ns.tolist() if isinstance(ts_ns, np.ndarray) else list(ts_ns)
+        if tuple(bars.columns) == FIELDS:
+            # The frame as one array: a pandas call per column costs more than the data.
+            columns = bars.to_numpy(dtype=float).T.tolist()
+        else:
+            columns = [bars[name].to_numpy(dtype=float).tolist() for name in FIELDS]
+        self.open, self.high, self.low, self.close, self.volume = columns
         computed = batch_many(list(self.values), bars)
         for indicator in self.values:
             self.values[indicator] = computed[indicator].tolist()
@@ -81,8 +83,11 @@ class SymbolSeries:
         self.cursor = -1
 
     def bar_at(self, index: int) -> Bar:
-        return Bar(self.symbol, self.ts_ns[index], self.interval_s, self.open[index],
-                   self.high[index], self.low[index], self.close[index], self.volume[index])
+        # tuple.__new__ builds the same Bar without the NamedTuple's Python-level
+        # __new__: a backtest makes one Bar for every bar of every symbol.
+        return _new_tuple(Bar, (self.symbol, self.ts_ns[index], self.interval_s,
+                                self.open[index], self.high[index], self.low[index],
+                                self.close[index], self.volume[index]))
 
     # ------------------------------------------------------------------ reads
 
@@ -130,3 +135,11 @@ class Line:
 
     def __len__(self) -> int:
         return self._series.cursor + 1
+
+    def now_and_before(self) -> tuple[float, float]:
+        """`(line[0], line[1])` in one call: what a crossover compares on every bar."""
+        index = self._series.cursor
+        values = self._values
+        if index >= 1:
+            return values[index], values[index - 1]
+        return (values[0] if index == 0 else NAN), NAN
