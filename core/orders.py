@@ -12,6 +12,7 @@ never issued twice, even across restarts or on a day with thousands of orders.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -172,7 +173,17 @@ class Order:
 
 
 def exchange_date(ts_ns: int) -> str:
-    return datetime.fromtimestamp(ts_ns / NS_PER_SECOND, tz=EXCHANGE_ZONE).strftime("%Y%m%d")
+    return _exchange_date_of_hour(ts_ns // HOUR_NS)
+
+
+HOUR_NS = 3600 * NS_PER_SECOND
+
+
+@functools.lru_cache(maxsize=4096)
+def _exchange_date_of_hour(hour: int) -> str:
+    # The exchange's zone moves by whole hours: the date is the same all through an
+    # hour, so it is worked out once per hour (ids are issued by the thousand).
+    return datetime.fromtimestamp(hour * 3600, tz=EXCHANGE_ZONE).strftime("%Y%m%d")
 
 
 class ClientOrderIds:

@@ -138,6 +138,7 @@ class PaperVenue(Broker):
         self.now_ns = context.now_ns
         self.calendar = context.calendar
         self.store = context.store
+        self._bounds_cache: dict[date, tuple[int, int, int, int]] = {}
         self.portfolio = Portfolio.start(settings.starting_cash)
         self.orders: dict[str, PaperOrder] = {}
         self._working: dict[str, list[PaperOrder]] = {}  # open orders by symbol
@@ -597,6 +598,13 @@ class PaperVenue(Broker):
         return opens <= ts < closes
 
     def _session_bounds(self, day: date) -> tuple[int, int, int, int]:
+        # Asked twice per order: a backtest places thousands on the same few days.
+        bounds = self._bounds_cache.get(day)
+        if bounds is None:
+            bounds = self._bounds_cache[day] = self._compute_session_bounds(day)
+        return bounds
+
+    def _compute_session_bounds(self, day: date) -> tuple[int, int, int, int]:
         start = int(datetime.combine(day, time(0), self.calendar.zone).timestamp())
         end = int(datetime.combine(day + timedelta(days=1), time(0),
                                    self.calendar.zone).timestamp())
