@@ -25,6 +25,7 @@ from textual.strip import Strip
 from core.model import Bar
 from core.state import QuoteRow
 from tui import format as fmt
+from tui.widgets.row_list import scroll_row_into_view
 
 
 @dataclass(frozen=True, slots=True)
@@ -273,12 +274,7 @@ class QuoteBoard(ScrollView, can_focus=True):
         self.post_message(self.Selected(self.selected_symbol))
 
     def _scroll_cursor_into_view(self) -> None:
-        visible_rows = max(1, self.size.height - 1)
-        top = self.scroll_offset.y
-        if self.cursor < top:
-            self.scroll_to(y=self.cursor, animate=False)
-        elif self.cursor >= top + visible_rows:
-            self.scroll_to(y=self.cursor - visible_rows + 1, animate=False)
+        scroll_row_into_view(self, self.cursor)
 
     def on_click(self, event: events.Click) -> None:
         if event.y == 0:

@@ -49,6 +49,7 @@ from tui.strategy_format import (
     symbols_summary,
     trend,
 )
+from tui.widgets.row_list import scroll_row_into_view
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,12 +188,7 @@ class StrategyList(ScrollView, can_focus=True):
         self.post_message(self.Selected(self.selected))
 
     def _scroll_cursor_into_view(self) -> None:
-        visible_rows = max(1, self.size.height - 1)
-        top = self.scroll_offset.y
-        if self.cursor < top:
-            self.scroll_to(y=self.cursor, animate=False)
-        elif self.cursor >= top + visible_rows:
-            self.scroll_to(y=self.cursor - visible_rows + 1, animate=False)
+        scroll_row_into_view(self, self.cursor)
 
     def on_click(self, event: events.Click) -> None:
         index = event.y - 1 + self.scroll_offset.y
