@@ -8,17 +8,15 @@ labels (plotext would parse every date string, and space them by calendar days).
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
 
-from plotext._dict import themes as plotext_themes
 from textual.color import Color
 from textual.strip import Strip
-from textual_plotext import PlotextPlot
 
 from tui.ansi import ansi_to_strips
+from tui.widgets.offloop_plot import OffLoopPlot
 
 TICK_SPACING = 16  # columns per date label on the x axis
 Y_TICKS = 5
@@ -85,24 +83,17 @@ def y_ticks(values: Sequence[float], start: float) -> tuple[list[float], list[st
     return ticks, [money_tick(tick, high - low) for tick in ticks]
 
 
-class EquityPlot(PlotextPlot):
+class EquityPlot(OffLoopPlot[EquityFigure]):
     """The curve of one run; `show` replaces it. One build runs at a time; a request
     made meanwhile is coalesced into one more build when it ends."""
+
+    BUILD_GROUP = "equity-build"
 
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id)
         self._days: list[date] = []
         self._equity: list[float] = []
         self._start = 0.0
-        self._strips: list[Strip] = []
-        self._drawn: EquityFigure | None = None
-        self._building = False
-        self._again = False
-
-    @property
-    def pending(self) -> bool:
-        """A figure has been asked for and is not on screen yet."""
-        return self._building or self._again
 
     def on_mount(self) -> None:
         super().on_mount()
@@ -118,19 +109,6 @@ class EquityPlot(PlotextPlot):
         self._start = start
         self._redraw()
 
-    def render_line(self, y: int) -> Strip:
-        width = self.size.width
-        style = self.rich_style
-        if y >= len(self._strips):
-            return Strip.blank(width, style)
-        return self._strips[y].adjust_cell_length(width, style)
-
-    def _theme_name(self) -> str:
-        name = self._get_plotext_theme_name(self.app.theme)
-        if name not in plotext_themes:
-            self._register_theme(self.app.theme)
-        return name
-
     def _figure(self) -> EquityFigure | None:
         width, height = self.size.width, self.size.height
         if len(self._equity) < 2 or width < 20 or height < 5:
@@ -138,7 +116,7 @@ class EquityPlot(PlotextPlot):
         positions, labels = x_ticks(self._days, width)
         values, names = y_ticks(self._equity, self._start)
         variables = self.app.theme_variables
-        return EquityFigure(width, height, self._theme_name(), tuple(self._equity), self._start,
+        return EquityFigure(width, height, self.theme_name(), tuple(self._equity), self._start,
                             tuple(positions), tuple(labels), tuple(values), tuple(names),
                             rgb(variables.get("accent", "#ffff00")),
                             rgb(variables.get("secondary", "#808080")))
@@ -147,35 +125,8 @@ class EquityPlot(PlotextPlot):
         if not self.is_mounted:
             return
         figure = self._figure()
-        if figure is None:
-            self._drawn = None
-            self._strips = []
-            self.refresh()
-            return
-        if figure == self._drawn:
-            return
-        if self._building:
-            self._again = True
-            return
-        self._building = True
-        self.run_worker(self._build_loop(), group="equity-build", exit_on_error=False)
-
-    async def _build_loop(self) -> None:
-        try:
-            while True:
-                self._again = False
-                figure = self._figure()
-                if figure is None:
-                    return
-                strips = await asyncio.to_thread(self._build, figure)
-                self._strips = strips
-                self._drawn = figure
-                self.refresh()
-                if not self._again:
-                    return
-        finally:
-            self._building = False
-            self._again = False
+        if figure is None or figure != self._drawn:
+            self.draw(figure)
 
     def _build(self, figure: EquityFigure) -> list[Strip]:
         """Runs in a thread; touches only this widget's own plotext figure."""

@@ -8,24 +8,22 @@ figure is built in a thread, off the event loop.
 
 from __future__ import annotations
 
-import asyncio
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import tzinfo
 from typing import Any
 
-from plotext._dict import themes as plotext_themes
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.strip import Strip
 from textual.widgets import Static
-from textual_plotext import PlotextPlot
 
 from core.model import Bar
 from tui import format as fmt
 from tui.ansi import ansi_to_strips
+from tui.widgets.offloop_plot import OffLoopPlot
 
 MAX_REDRAWS_PER_S = 2.0
 MOVING_AVERAGE = 20
@@ -75,73 +73,10 @@ class Figure:
     accent: tuple[int, int, int]
 
 
-class ChartPlot(PlotextPlot):
-    """A PlotextPlot that builds its figure in a worker thread and draws it line by line.
+class ChartPlot(OffLoopPlot[Figure]):
+    """The candles, built off the event loop (tui/widgets/offloop_plot.py)."""
 
-    plotext composes the whole figure in pure Python (20-40 ms for a large pane), and
-    decoding its ANSI output with rich takes as long again. PlotextPlot does both in
-    `render()`, on the event loop, on every repaint. Here both happen off the loop, the
-    result is kept as strips, and `render_line` only hands them out. One build runs at a
-    time; requests made meanwhile are coalesced into one more build when it ends.
-    """
-
-    def __init__(self, *, id: str | None = None) -> None:
-        super().__init__(id=id)
-        self._figure: Figure | None = None
-        self._strips: list[Strip] = []
-        self._building = False
-        self._again = False
-        self.builds = 0
-
-    @property
-    def pending(self) -> bool:
-        """A figure has been asked for and is not on screen yet."""
-        return self._building
-
-    def render_line(self, y: int) -> Strip:
-        width = self.size.width
-        style = self.rich_style
-        if y >= len(self._strips):
-            return Strip.blank(width, style)
-        return self._strips[y].adjust_cell_length(width, style)
-
-    def theme_name(self) -> str:
-        """The plotext theme for the app's current theme, registered with plotext first
-        (PlotextPlot registers it on its own theme signal, which may come after ours)."""
-        name = self._get_plotext_theme_name(self.app.theme)
-        if name not in plotext_themes:
-            self._register_theme(self.app.theme)
-        return name
-
-    def draw(self, figure: Figure | None) -> None:
-        self._figure = figure
-        if figure is None:
-            self._strips = []
-            self.refresh()
-            return
-        if self._building:
-            self._again = True
-            return
-        self._building = True
-        self.run_worker(self._build_loop(), group="chart-build", exit_on_error=False)
-
-    async def _build_loop(self) -> None:
-        try:
-            while True:
-                self._again = False
-                figure = self._figure
-                if figure is None:
-                    return
-                strips = await asyncio.to_thread(self._build, figure)
-                if self._figure is None:
-                    return
-                self._strips = strips
-                self.builds += 1
-                self.refresh()
-                if not self._again:
-                    return
-        finally:
-            self._building = False
+    BUILD_GROUP = "chart-build"
 
     def _build(self, figure: Figure) -> list[Strip]:
         """Runs in a thread; touches only this widget's own plotext figure."""
