@@ -3,8 +3,11 @@ the machine the hypervisor took while they ran, and their isolated environment."
 
 from __future__ import annotations
 
+import json
 import os
+import sys
 from pathlib import Path
+from typing import Any
 
 LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 
@@ -44,6 +47,28 @@ class StealMeter:
         if self._start is None or end is None or end[1] <= self._start[1]:
             return None
         return round((end[0] - self._start[0]) / (end[1] - self._start[1]), 3)
+
+
+class HostMeter:
+    """What else the machine did while a benchmark ran: the hypervisor's steal, and the
+    1-minute load average before and after (other processes compete for the cores and
+    the disk without showing as steal)."""
+
+    def __init__(self) -> None:
+        self._steal = StealMeter()
+        self._load_before = os.getloadavg()[0]
+
+    def report(self, result: dict[str, Any]) -> None:
+        result["host_cpu_steal_share"] = self._steal.share()
+        result["host_load_average_1m"] = {"before": round(self._load_before, 2),
+                                          "after": round(os.getloadavg()[0], 2),
+                                          "cpus": os.cpu_count()}
+
+
+def emit(result: dict[str, Any]) -> None:
+    """The benchmark's one JSON object, on stdout."""
+    json.dump(result, sys.stdout)
+    sys.stdout.write("\n")
 
 
 def isolate(home: Path) -> None:

@@ -45,11 +45,9 @@ from __future__ import annotations
 
 import argparse
 import gc
-import json
 import os
 import platform
 import statistics
-import sys
 import time
 import warnings
 from collections.abc import Callable, Sequence
@@ -61,7 +59,7 @@ import backtesting  # type: ignore[import-untyped]
 import backtrader as bt  # type: ignore[import-untyped]
 import numpy as np
 import pandas as pd
-from _workload import StealMeter
+from _workload import HostMeter, emit
 from backtesting import Backtest as PyBacktest
 from backtesting import Strategy as PyStrategy
 
@@ -352,17 +350,12 @@ def main() -> None:
     parser.add_argument("--universe-reps", type=int, default=2,
                         help="universe repetitions, about 20 s each (0: skip)")
     args = parser.parse_args()
-    steal = StealMeter()
-    load_before = os.getloadavg()[0]
+    host = HostMeter()
     t0 = time.perf_counter()
     result = run(args.reps, args.ten_reps, args.universe_reps)
     result["wall_s"] = round(time.perf_counter() - t0, 1)
-    result["host_cpu_steal_share"] = steal.share()
-    result["host_load_average_1m"] = {"before": round(load_before, 2),
-                                      "after": round(os.getloadavg()[0], 2),
-                                      "cpus": os.cpu_count()}
-    json.dump(result, sys.stdout)
-    sys.stdout.write("\n")
+    host.report(result)
+    emit(result)
 
 
 if __name__ == "__main__":

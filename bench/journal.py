@@ -25,18 +25,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
-import json
 import os
 import platform
 import statistics
-import sys
 import tempfile
 import time
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from _workload import StealMeter, filesystem_of
+from _workload import HostMeter, emit, filesystem_of
 
 from core.journal import Journal
 from core.model import OrderRequest, OrderStatus, Side
@@ -203,18 +201,11 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=3)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="tapedeck-bench-") as tmp:
-        steal = StealMeter()
-        load_before = os.getloadavg()[0]
+        host = HostMeter()
         result = asyncio.run(run(Path(tmp) / "journal.sqlite", args.events,
                                  args.serial_events, args.reps))
-    result["host_cpu_steal_share"] = steal.share()
-    # Other processes on this machine compete for the cores and the disk without showing
-    # as steal: the 1-minute load average before and after says whether they did.
-    result["host_load_average_1m"] = {"before": round(load_before, 2),
-                                      "after": round(os.getloadavg()[0], 2),
-                                      "cpus": os.cpu_count()}
-    json.dump(result, sys.stdout)
-    sys.stdout.write("\n")
+    host.report(result)
+    emit(result)
 
 
 if __name__ == "__main__":

@@ -27,18 +27,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
-import json
 import os
 import platform
 import statistics
-import sys
 import tempfile
 import time
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from _workload import StealMeter, filesystem_of, isolate
+from _workload import HostMeter, emit, filesystem_of, isolate
 
 SYMBOL = "AAPL"
 QUANTITY = Decimal(5)
@@ -257,18 +255,11 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="tapedeck-bench-") as tmp:
         home = Path(tmp)
         isolate(home)
-        steal = StealMeter()
-        load_before = os.getloadavg()[0]
+        host = HostMeter()
         gc.collect()
         result = asyncio.run(run(args.orders, args.warmup, home))
-    result["host_cpu_steal_share"] = steal.share()
-    # Other processes on this machine compete for the cores and the disk without showing
-    # as steal: the 1-minute load average before and after says whether they did.
-    result["host_load_average_1m"] = {"before": round(load_before, 2),
-                                      "after": round(os.getloadavg()[0], 2),
-                                      "cpus": os.cpu_count()}
-    json.dump(result, sys.stdout)
-    sys.stdout.write("\n")
+    host.report(result)
+    emit(result)
 
 
 if __name__ == "__main__":
