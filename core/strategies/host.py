@@ -112,6 +112,9 @@ class StrategyHost:
         self.ensure_symbol = ensure_symbol
         self.instances: dict[str, Instance] = {}
         self._by_symbol: dict[str, list[Instance]] = {}
+        # Only the instances whose strategy handles quotes: the rest never see one, and
+        # a quote for their symbols costs one failed lookup.
+        self._quote_takers: dict[str, list[Instance]] = {}
         self._owners: dict[str, Instance] = {}  # client order id -> its instance
         self._feed: MarketData | None = None
         self._ready = False  # warm: bars go to the runners (before: to `_early`)
@@ -226,6 +229,10 @@ class StrategyHost:
             for symbol in instance.symbols:
                 by_symbol.setdefault(symbol, []).append(instance)
         self._by_symbol = by_symbol
+        self._quote_takers = {
+            symbol: takers for symbol, instances in by_symbol.items()
+            if (takers := [i for i in instances if i.runner is not None
+                           and i.runner.wants_quotes])}
 
     def _restore_books(self) -> None:
         """Each instance's positions and working orders, from the journal."""
@@ -308,12 +315,12 @@ class StrategyHost:
         self._wake.set()
 
     def _on_quote(self, quote: Quote) -> None:
-        instances = self._by_symbol.get(quote.symbol)
+        instances = self._quote_takers.get(quote.symbol)
         if not instances or not self._ready:
             return
         for instance in instances:
             runner = instance.runner
-            if runner is not None and runner.wants_quotes and not runner.on_quote(quote):
+            if runner is not None and not runner.on_quote(quote):
                 self._failed(instance)
         self._wake.set()
 

@@ -15,7 +15,7 @@ import pytest
 
 from core.engine import Engine
 from core.indicators import Indicator
-from core.model import Bar, LogLevel, OrderStatus
+from core.model import Bar, LogLevel, OrderStatus, Quote, Side
 from core.state import CommandError
 from core.store import Store
 from core.strategies.base import SizedParams, Strategy
@@ -213,5 +213,41 @@ async def test_a_strategy_raising_in_on_bar_is_switched_off_and_the_others_trade
             "SELECT mode FROM strategy_instances WHERE id = 'bomb-1'")
         assert mode is not None
         assert mode["mode"] == "off"
+    finally:
+        await engine.stop()
+
+
+class QuoteCounter(Strategy[SizedParams]):
+    name: ClassVar[str] = "quote_counter"
+    title: ClassVar[str] = "Signals on its third quote"
+    Params = SizedParams
+
+    def indicators(self) -> Sequence[Indicator]:
+        return ()
+
+    def on_bar(self, bar: Bar) -> None:
+        pass
+
+    def on_quote(self, quote: Quote) -> None:
+        self.quotes = getattr(self, "quotes", 0) + 1
+        if self.quotes == 3:
+            self.ctx.signal(quote.symbol, Side.BUY, f"third quote at {quote.ask:.2f}")
+
+
+async def test_quotes_reach_only_the_strategies_that_handle_them(tmp_path: Path) -> None:
+    engine = await open_engine(tmp_path, QuoteCounter)
+    host = engine.strategies
+    try:
+        await host.add("quote_counter", ["AAPL"])
+        await host.add("ma_cross", ["AAPL"])
+        now = engine.market_now_ns()
+        for step in range(3):
+            engine.ingest([Quote("AAPL", now + step, 100.0, 100.02 + step, 100, 100)])
+        await host.flush()
+        views = {view.id: view for view in host.views()}
+        assert views["quote_counter-1"].last_signal == "BUY AAPL: third quote at 102.02"
+        assert views["ma_cross-1"].last_signal == ""
+        assert any("quote_counter-1: buy AAPL: third quote" in e.message
+                   for e in engine.snapshot().logs)
     finally:
         await engine.stop()
