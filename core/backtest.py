@@ -162,6 +162,8 @@ class SessionCalendar(ExchangeCalendar):
     _open_close: ClassVar[dict[date, tuple[int, int]]] = {}
     _next: ClassVar[dict[date, date]] = {}
     _dates: ClassVar[dict[int, date]] = {}
+    _is_session: ClassVar[dict[date, bool]] = {}
+    _day_bounds: ClassVar[dict[date, tuple[int, int, int, int]]] = {}
 
     def open_close_ns(self, day: date) -> tuple[int, int]:
         known = self._open_close.get(day)
@@ -173,6 +175,18 @@ class SessionCalendar(ExchangeCalendar):
         known = self._next.get(after)
         if known is None:
             known = self._next[after] = super().next_session(after)
+        return known
+
+    def is_session(self, day: date) -> bool:
+        known = self._is_session.get(day)
+        if known is None:
+            known = self._is_session[day] = super().is_session(day)
+        return known
+
+    def day_bounds(self, day: date) -> tuple[int, int, int, int]:
+        known = self._day_bounds.get(day)
+        if known is None:
+            known = self._day_bounds[day] = super().day_bounds(day)
         return known
 
     def session_date(self, ts_ns: int) -> date:
@@ -248,11 +262,14 @@ class Backtest:
             StrategyMode.PAPER, now_ns=self.clock.now_ns, account_equity=self._account_equity,
             round_price=lambda symbol, price: self.market.states[symbol].instrument.round_price(
                 price))
+        # The strategy is the only one trading: its book is the account's (a fill it is
+        # told of is already counted there, and counted once).
+        self.runner.book.portfolio = self.desk.portfolio
         # The sessions to play, each with the symbols that have a bar in it, built
         # once: the day loop then touches only what trades that day.
         first_day, last_day = _day_number(spec.start), _day_number(spec.end)
-        by_day: dict[int, list[_Symbol]] = {}
         self._first_row: dict[str, int] = {}
+        played: list[tuple[_Symbol, list[int]]] = []
         for symbol in spec.symbols:
             frame = bars[symbol]
             numbers = _frame_dates(frame).astype(np.int64).tolist()
@@ -262,18 +279,27 @@ class Backtest:
             first = self._first_row[symbol] = bisect.bisect_left(numbers, first_day)
             stop = bisect.bisect_right(numbers, last_day, first)
             one = _Symbol(symbol, series, self.market.states[symbol], bounds, first)
-            for number in numbers[first:stop]:
-                day = by_day.get(number)
-                if day is None:
-                    by_day[number] = [one]
-                else:
-                    day.append(one)
-        self._sessions = sorted(by_day)
+            played.append((one, numbers[first:stop]))
+        if all(numbers == played[0][1] for _, numbers in played):
+            # Every symbol trades every session (one symbol always does): one tuple.
+            self._sessions = played[0][1]
+            members = tuple(one for one, _ in played)
+            self._days = [members] * len(self._sessions)
+        else:
+            by_day: dict[int, list[_Symbol]] = {}
+            for one, numbers in played:
+                for number in numbers:
+                    day = by_day.get(number)
+                    if day is None:
+                        by_day[number] = [one]
+                    else:
+                        day.append(one)
+            self._sessions = sorted(by_day)
+            # Sessions with the same symbols share one tuple (most do): fewer objects.
+            shared: dict[tuple[_Symbol, ...], tuple[_Symbol, ...]] = {}
+            self._days = [shared.setdefault(members, members)
+                          for members in (tuple(by_day[number]) for number in self._sessions)]
         self._bounds = _session_bounds(self.calendar, self._sessions)
-        # Sessions with the same symbols share one tuple (most do): fewer objects.
-        shared: dict[tuple[_Symbol, ...], tuple[_Symbol, ...]] = {}
-        self._days = [shared.setdefault(members, members)
-                      for members in (tuple(by_day[number]) for number in self._sessions)]
         self._behind: dict[str, _Symbol] = {}  # the symbols with rows to settle
         self.signals: list[Signal] = []
 

@@ -189,6 +189,16 @@ class ExchangeCalendar:
         closes = datetime.combine(day, close_time, self.zone)
         return int(opens.timestamp()) * NS_PER_SECOND, int(closes.timestamp()) * NS_PER_SECOND
 
+    def day_bounds(self, day: date) -> tuple[int, int, int, int]:
+        """A calendar day's local midnight, regular open, regular close and the next
+        local midnight, as epoch nanoseconds; open and close are 0 on a day with no
+        session."""
+        start = int(datetime.combine(day, clock_time(0), self.zone).timestamp())
+        end = int(datetime.combine(day + timedelta(days=1), clock_time(0),
+                                   self.zone).timestamp())
+        opens, closes = self.open_close_ns(day) if self.is_session(day) else (0, 0)
+        return start * NS_PER_SECOND, opens, closes, end * NS_PER_SECOND
+
     def phase(self, ts_ns: int) -> MarketPhase:
         local = utc_datetime(ts_ns).astimezone(self.zone)
         day = local.date()

@@ -16,7 +16,6 @@ import logging
 import time
 from collections import deque
 from collections.abc import Sequence
-from datetime import datetime
 from typing import Any
 
 from core.bus import Bus
@@ -165,9 +164,8 @@ class MarketState:
     def _roll_session(self, state: SymbolState, ts_ns: int) -> None:
         if state.bar_start_ns >= 0:
             self._complete_bar(state)
-        local = datetime.fromtimestamp(ts_ns / NS_PER_SECOND, tz=self.calendar.zone)
-        midnight = local.replace(hour=0, minute=0, second=0, microsecond=0)
-        state.start_session(int(midnight.timestamp()) * NS_PER_SECOND)
+        calendar = self.calendar
+        state.start_session(calendar.day_bounds(calendar.session_date(ts_ns))[0])
 
     def _on_feed_bar(self, bar: Bar) -> None:
         """Bars from the feed: a daily bar (at the close, or yesterday's as context)

@@ -26,7 +26,7 @@ from core.market import MarketState
 from core.model import NS_PER_SECOND, Fill, OrderRequest, OrderStatus, Side, Trade
 from core.order_checks import check_request
 from core.orders import ClientOrderIds, IllegalTransition, Order, OrderError
-from core.portfolio import ZERO, Portfolio
+from core.portfolio import ZERO
 from core.risk import OpenOrder, RiskBook, RiskEngine
 from core.state import CommandError
 
@@ -43,7 +43,9 @@ class SimDesk(DeskViews):
         self.clock = clock
         self.risk = RiskEngine(risk.model_copy(update={"rate_limit_orders": 0}),
                                clock=lambda: clock.now_ns() / NS_PER_SECOND)
-        self.portfolio = Portfolio.start(venue.portfolio.starting_cash)
+        # The venue's account is the engine's in a backtest (the same starting cash and
+        # every fill, nothing else): one book, which the venue updates on each fill.
+        self.portfolio = venue.portfolio
         self.orders: dict[str, Order] = {}
         self.open_orders: dict[str, Order] = {}
         self._order_seqs: dict[str, int] = {}
@@ -135,7 +137,6 @@ class SimDesk(DeskViews):
             return
         if event is None:
             return
-        self.portfolio.apply_fill(fill)
         state = self.market.states.get(fill.symbol)
         if state is not None:
             self.portfolio.mark(fill.symbol, state.last)

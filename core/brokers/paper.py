@@ -36,7 +36,6 @@ import logging
 import math
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta
 from decimal import ROUND_DOWN, Decimal
 from typing import Any
 
@@ -53,7 +52,6 @@ from core.config import Settings
 from core.config_trading import PaperSettings
 from core.journal import request_from_json, request_to_json
 from core.model import (
-    NS_PER_SECOND,
     TERMINAL_STATUSES,
     Fill,
     OrderRequest,
@@ -138,7 +136,6 @@ class PaperVenue(Broker):
         self.now_ns = context.now_ns
         self.calendar = context.calendar
         self.store = context.store
-        self._bounds_cache: dict[date, tuple[int, int, int, int]] = {}
         self.portfolio = Portfolio.start(settings.starting_cash)
         self.orders: dict[str, PaperOrder] = {}
         self._working: dict[str, list[PaperOrder]] = {}  # open orders by symbol
@@ -592,26 +589,9 @@ class PaperVenue(Broker):
     def _in_session(self, ts: int) -> bool:
         day_start, opens, closes, day_end = self._session
         if not day_start <= ts < day_end:
-            day = self.calendar.session_date(ts)
-            self._session = self._session_bounds(day)
+            self._session = self.calendar.day_bounds(self.calendar.session_date(ts))
             day_start, opens, closes, day_end = self._session
         return opens <= ts < closes
-
-    def _session_bounds(self, day: date) -> tuple[int, int, int, int]:
-        # Asked twice per order: a backtest places thousands on the same few days.
-        bounds = self._bounds_cache.get(day)
-        if bounds is None:
-            bounds = self._bounds_cache[day] = self._compute_session_bounds(day)
-        return bounds
-
-    def _compute_session_bounds(self, day: date) -> tuple[int, int, int, int]:
-        start = int(datetime.combine(day, time(0), self.calendar.zone).timestamp())
-        end = int(datetime.combine(day + timedelta(days=1), time(0),
-                                   self.calendar.zone).timestamp())
-        if not self.calendar.is_session(day):
-            return start * NS_PER_SECOND, 0, 0, end * NS_PER_SECOND
-        opens, closes = self.calendar.open_close_ns(day)
-        return start * NS_PER_SECOND, opens, closes, end * NS_PER_SECOND
 
     # ------------------------------------------------------------------ buying power
 

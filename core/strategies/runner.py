@@ -29,6 +29,7 @@ from core.strategies.base import Strategy, StrategyMode, StrategyParams, overrid
 from core.strategies.series import Line, SymbolSeries
 
 NAN = math.nan
+_new_tuple = tuple.__new__  # a Bar without the NamedTuple's Python-level __new__
 
 
 @dataclass(frozen=True, slots=True)
@@ -261,6 +262,7 @@ class StrategyRunner:
         self.series: dict[str, SymbolSeries] = {
             symbol: SymbolSeries(symbol, self.indicators, interval_s) for symbol in self.symbols}
         self.wants_quotes = overrides_on_quote(strategy_class)
+        self._on_bar = self.strategy.on_bar
         self.bars_seen = 0
 
     @property
@@ -304,10 +306,21 @@ class StrategyRunner:
             series.append(bar)
 
     def advance(self, series: SymbolSeries) -> bool:
-        """The next bar of a loaded series (a backtest)."""
-        series.cursor += 1
+        """The next bar of a loaded series (a backtest). The guard is written out: this
+        runs once per bar of every symbol."""
+        index = series.cursor = series.cursor + 1
         self.bars_seen += 1
-        return self._guard("on_bar", self.strategy.on_bar, series.bar_at(series.cursor))
+        if self.failure is not None:
+            return False
+        try:
+            self._on_bar(_new_tuple(Bar, (series.symbol, series.ts_ns[index],
+                                          series.interval_s, series.open[index],
+                                          series.high[index], series.low[index],
+                                          series.close[index], series.volume[index])))
+        except Exception as err:
+            self._fail("on_bar", err)
+            return False
+        return True
 
     def on_quote(self, quote: Quote) -> bool:
         if not self.wants_quotes or not self.active or quote.symbol not in self.series:
@@ -320,15 +333,20 @@ class StrategyRunner:
         try:
             call(*args)
         except Exception as err:
-            self.failure = Failure(f"{self.instance_id} raised in {handler}: "
-                                   f"{type(err).__name__}: {err}", traceback.format_exc())
-            # What it asked for in the handler that failed is not sent.
-            for intent in self.outbox:
-                if isinstance(intent, PlaceIntent):
-                    self.book.working.pop(intent.ref, None)
-            self.outbox = [i for i in self.outbox if isinstance(i, Signal)]
+            self._fail(handler, err)
             return False
         return True
+
+    def _fail(self, handler: str, err: Exception) -> None:
+        """Switch off after a handler raised (called from its `except`, so the
+        traceback is the handler's)."""
+        self.failure = Failure(f"{self.instance_id} raised in {handler}: "
+                               f"{type(err).__name__}: {err}", traceback.format_exc())
+        # What it asked for in the handler that failed is not sent.
+        for intent in self.outbox:
+            if isinstance(intent, PlaceIntent):
+                self.book.working.pop(intent.ref, None)
+        self.outbox = [i for i in self.outbox if isinstance(i, Signal)]
 
     # ------------------------------------------------------------------ reports
 
