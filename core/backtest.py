@@ -93,9 +93,10 @@ class OrderRecord:
     @classmethod
     def of(cls, order: Order) -> OrderRecord:
         request = order.request
+        # str() of a StrEnum is its value, without the enum's slow `value` property.
         return cls(order.client_order_id, order.created_ns, request.symbol,
-                   request.side.value, request.quantity, request.order_type.value,
-                   request.limit_price, request.stop_price, order.status.value,
+                   str(request.side), request.quantity, str(request.order_type),
+                   request.limit_price, request.stop_price, str(order.status),
                    order.filled_quantity, order.reason)
 
 

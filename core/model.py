@@ -114,6 +114,9 @@ class LogLevel(enum.IntEnum):
     ERROR = 40
 
 
+_ONE = Decimal(1)
+
+
 @dataclass(frozen=True, slots=True)
 class Instrument:
     """A tradable symbol and the increments its prices and quantities move in."""
@@ -129,11 +132,11 @@ class Instrument:
 
     def round_price(self, price: Decimal | float | str) -> Decimal:
         value = price if isinstance(price, Decimal) else Decimal(str(price))
-        return (value / self.tick_size).quantize(Decimal(1), ROUND_HALF_EVEN) * self.tick_size
+        return (value / self.tick_size).quantize(_ONE, ROUND_HALF_EVEN) * self.tick_size
 
     def round_quantity(self, quantity: Decimal | float | str) -> Decimal:
         value = quantity if isinstance(quantity, Decimal) else Decimal(str(quantity))
-        return (value / self.lot_size).quantize(Decimal(1), ROUND_HALF_EVEN) * self.lot_size
+        return (value / self.lot_size).quantize(_ONE, ROUND_HALF_EVEN) * self.lot_size
 
 
 class Quote(NamedTuple):
@@ -232,11 +235,16 @@ class OrderRequest:
             found.append(f"a {kind.value.replace('_', '-')} order needs a stop price")
         if not needs_stop and self.stop_price is not None:
             found.append(f"a {kind.value.replace('_', '-')} order takes no stop price")
-        for name, price in (("limit price", self.limit_price), ("stop price", self.stop_price),
-                            ("take-profit", self.take_profit), ("stop-loss", self.stop_loss)):
-            if price is not None and price <= 0:
-                found.append(f"the {name} must be positive, not {price}")
-        trails = [t for t in (self.trail_amount, self.trail_percent) if t is not None]
+        if (self.limit_price is not None or self.stop_price is not None
+                or self.take_profit is not None or self.stop_loss is not None):
+            for name, price in (("limit price", self.limit_price),
+                                ("stop price", self.stop_price),
+                                ("take-profit", self.take_profit),
+                                ("stop-loss", self.stop_loss)):
+                if price is not None and price <= 0:
+                    found.append(f"the {name} must be positive, not {price}")
+        trails = [] if self.trail_amount is None and self.trail_percent is None else [
+            t for t in (self.trail_amount, self.trail_percent) if t is not None]
         if kind == OrderType.TRAILING_STOP:
             if len(trails) != 1:
                 found.append("a trailing stop needs a trail amount or a trail percent (one)")

@@ -46,6 +46,8 @@ def check_request(request: OrderRequest, broker: Broker,
     if instrument.round_quantity(request.quantity) != request.quantity:
         raise CommandError(f"the quantity must be a whole number of lots of "
                            f"{instrument.lot_size.normalize():f}")
+    if kind == OrderType.MARKET and not request.is_bracket:
+        return request  # no price to be on the tick
     for name in ("limit_price", "stop_price", "take_profit", "stop_loss", "trail_amount"):
         value = getattr(request, name)
         if value is not None and instrument.round_price(value) != value:

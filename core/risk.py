@@ -23,16 +23,24 @@ from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
+from typing import NamedTuple
 
 from core.config_trading import RiskSettings
 from core.model import OrderRequest, Side, TradingState
 
 ZERO = Decimal(0)
 SEVERITY = {TradingState.ACTIVE: 0, TradingState.REDUCING: 1, TradingState.HALTED: 2}
+# Enum members as module constants where every order reads them: on Python 3.11 each
+# attribute read on an enum class goes through EnumType.__getattr__.
+BUY = Side.BUY
+HALTED, REDUCING = TradingState.HALTED, TradingState.REDUCING
 
 
-@dataclass(frozen=True, slots=True)
-class OpenOrder:
+# OpenOrder, RiskBook and RiskDecision are built for every order judged: named tuples,
+# which build several times faster than frozen dataclasses and are as immutable.
+
+
+class OpenOrder(NamedTuple):
     """An open order as risk counts it: what is left of it, and its price."""
 
     symbol: str
@@ -41,8 +49,7 @@ class OpenOrder:
     price: Decimal | None  # its limit or stop, or None (a market order: the last price)
 
 
-@dataclass(frozen=True, slots=True)
-class RiskBook:
+class RiskBook(NamedTuple):
     """The account at the instant of a check."""
 
     positions: Mapping[str, Decimal]  # signed quantity by symbol
@@ -66,8 +73,7 @@ class LimitUse:
         return float(self.used / self.limit) if self.limit > 0 else 0.0
 
 
-@dataclass(frozen=True, slots=True)
-class RiskDecision:
+class RiskDecision(NamedTuple):
     accepted: bool
     reason: str  # for a refusal, the sentence the trader reads; "" when accepted
     check: str = ""  # which check refused it
@@ -86,6 +92,9 @@ class StateChange:
 class _Exposure:
     buys: Decimal = ZERO
     sells: Decimal = ZERO
+
+
+_NO_EXPOSURE = _Exposure()  # read only: a symbol with no open orders
 
 
 def reduces(request: OrderRequest, position: Decimal) -> bool:
@@ -131,10 +140,11 @@ class RiskEngine:
                 return RiskDecision(True, "", notional=self._notional(request, book))
             return self._refuse("reduce-only", f"{symbol}: the order does not reduce the "
                                 f"position of {count(position)}")
-        if self.state == TradingState.HALTED:
+        state = self.state
+        if state == HALTED:
             return self._refuse("trading state", f"trading is halted ({self.state_reason}): "
                                 "no new orders; cancels still work")
-        if self.state == TradingState.REDUCING and not reduces(request, position):
+        if state == REDUCING and not reduces(request, position):
             return self._refuse("trading state",
                                 f"trading is reducing only ({self.state_reason}): this order "
                                 f"would not shrink the {symbol} position of {count(position)}")
@@ -163,12 +173,14 @@ class RiskEngine:
             return self._refuse("order notional", f"the order's value {money(notional)} is "
                                 f"over the limit of {money(limits.max_order_notional)}")
         exposures = self._exposures(book, replacing)
-        mine = exposures.setdefault(symbol, _Exposure())
-        if request.side == Side.BUY:
+        mine = exposures.get(symbol)
+        if mine is None:
+            mine = exposures[symbol] = _Exposure()
+        if request.side == BUY:
             mine.buys += request.quantity
         else:
             mine.sells += request.quantity
-        worst = self._worst(position, mine) * last
+        worst = max(abs(position + mine.buys), abs(position - mine.sells)) * last
         if limits.max_position_notional and worst > limits.max_position_notional:
             return self._refuse(
                 "position notional",
@@ -224,7 +236,7 @@ class RiskEngine:
                 skipped = True
                 continue
             exposure = exposures.setdefault(order.symbol, _Exposure())
-            if order.side == Side.BUY:
+            if order.side == BUY:
                 exposure.buys += order.remaining
             else:
                 exposure.sells += order.remaining
@@ -236,12 +248,18 @@ class RiskEngine:
 
     def _gross(self, book: RiskBook, exposures: Mapping[str, _Exposure]) -> Decimal:
         total = ZERO
-        for symbol in {*book.positions, *exposures}:
-            price = book.prices.get(symbol)
-            if price is None:
-                continue
-            exposure = exposures.get(symbol) or _Exposure()
-            total += self._worst(book.positions.get(symbol, ZERO), exposure) * price
+        prices, positions = book.prices, book.positions
+        for symbol, position in positions.items():
+            price = prices.get(symbol)
+            if price is not None:
+                exposure = exposures.get(symbol, _NO_EXPOSURE)
+                total += max(abs(position + exposure.buys),
+                             abs(position - exposure.sells)) * price
+        for symbol, exposure in exposures.items():
+            if symbol not in positions:
+                price = prices.get(symbol)
+                if price is not None:
+                    total += max(exposure.buys, exposure.sells) * price
         return total
 
     # ------------------------------------------------------------------ state

@@ -67,7 +67,14 @@ from core.portfolio import ZERO, Portfolio, as_decimal
 
 log = logging.getLogger(__name__)
 
-S = OrderStatus
+# Enum members as module constants: on Python 3.11 every attribute read on an enum
+# class goes through EnumType.__getattr__, and the venue reads them on every event.
+ACCEPTED, CANCELED, EXPIRED = OrderStatus.ACCEPTED, OrderStatus.CANCELED, OrderStatus.EXPIRED
+FILLED, PARTIALLY_FILLED = OrderStatus.FILLED, OrderStatus.PARTIALLY_FILLED
+PENDING_REPLACE, REJECTED = OrderStatus.PENDING_REPLACE, OrderStatus.REJECTED
+REPLACED = OrderStatus.REPLACED
+BUY, SELL = Side.BUY, Side.SELL
+DAY, IOC = TimeInForce.DAY, TimeInForce.IOC
 STOP_TYPES = frozenset({OrderType.STOP, OrderType.STOP_LIMIT, OrderType.TRAILING_STOP})
 EXPIRY_CHECK_S = 0.5
 STARTING_CASH_KEY = "starting_cash"
@@ -82,7 +89,7 @@ class PaperOrder:
     venue_order_id: str
     request: OrderRequest
     received_ns: int
-    status: OrderStatus = S.ACCEPTED
+    status: OrderStatus = ACCEPTED
     filled: Decimal = ZERO
     fills: int = 0  # how many fills so far: the next fill's id is venue id + count
     parent_id: str = ""  # a bracket leg's entry
@@ -118,7 +125,7 @@ class PaperOrder:
         extreme = data.get("extreme")
         return cls(
             client_order_id, data["venue_order_id"], request_from_json(data["request"]),
-            int(data["received"]), S(data["status"]), Decimal(data["filled"]),
+            int(data["received"]), OrderStatus(data["status"]), Decimal(data["filled"]),
             int(data["fills"]), data["parent_id"], tuple(data["legs"]),
             bool(data["triggered"]), math.nan if extreme is None else float(extreme),
             int(data["expires"]), float(data["volume_mark"]), int(data["volume_session"]),
@@ -145,7 +152,9 @@ class PaperVenue(Broker):
         self._unsubscribe: list[Any] = []
         self._expiry_task: asyncio.Task[None] | None = None
         self._session = (0, 0, 0, 0)  # day start, open, close, day end (ns) of the last event
+        self._expiries = (0, 0, 0, 0)  # day start, day end, its close, the next session's
         self._slippage = settings.slippage_bps / BPS
+        self._buy_slip, self._sell_slip = 1 + self._slippage, 1 - self._slippage
 
     @classmethod
     def from_settings(cls, settings: Settings, context: BrokerContext) -> PaperVenue:
@@ -260,11 +269,11 @@ class PaperVenue(Broker):
 
     async def account(self) -> BrokerAccount:
         cash = self.portfolio.cash
-        equity = self._equity()
+        equity, gross = self._equity_and_gross()
         if self.settings.account == "cash":
             power = cash - self._reserved(cash_account=True)
         else:
-            power = (equity * self.settings.margin_multiplier - self._gross()
+            power = (equity * self.settings.margin_multiplier - gross
                      - self._reserved(cash_account=False))
         return BrokerAccount(self.portfolio.starting_cash, cash, equity, max(power, ZERO),
                              self.settings.account)
@@ -283,15 +292,15 @@ class PaperVenue(Broker):
         entry = self._record(order, now, legs=tuple(leg.client_order_id for leg in legs))
         problem = self._refusal(entry)
         if problem:
-            entry.status = S.REJECTED
+            entry.status = REJECTED
             self._persist(entry, insert=True)
-            self._emit(OrderUpdate(entry.client_order_id, S.REJECTED, now, problem,
+            self._emit(OrderUpdate(entry.client_order_id, REJECTED, now, problem,
                                    entry.venue_order_id))
             for leg in legs:
                 rejected = self._record(leg, now, parent_id=entry.client_order_id)
-                rejected.status = S.REJECTED
+                rejected.status = REJECTED
                 self._persist(rejected, insert=True)
-                self._emit(OrderUpdate(leg.client_order_id, S.REJECTED, now,
+                self._emit(OrderUpdate(leg.client_order_id, REJECTED, now,
                                        "the bracket's entry was rejected",
                                        rejected.venue_order_id))
             return
@@ -317,18 +326,22 @@ class PaperVenue(Broker):
         self._persist(order, insert=True)
         reason = "held until its entry fills" if order.parent_id and (
             self._fillable(order) <= 0) else ""
-        self._emit(OrderUpdate(order.client_order_id, S.ACCEPTED, now, reason,
+        self._emit(OrderUpdate(order.client_order_id, ACCEPTED, now, reason,
                                order.venue_order_id))
 
     def _expiry(self, request: OrderRequest, now: int) -> int:
-        if request.time_in_force != TimeInForce.DAY:
+        if request.time_in_force != DAY:
             return 0
-        day = self.calendar.session_date(now)
-        if self.calendar.is_session(day):
-            close = self.calendar.open_close_ns(day)[1]
-            if now < close:
-                return close
-        return self.calendar.open_close_ns(self.calendar.next_session(day))[1]
+        # The close it expires at, worked out once per calendar day (a universe's
+        # orders arrive by the hundred at one close).
+        day_start, day_end, close, next_close = self._expiries
+        if not day_start <= now < day_end:
+            calendar = self.calendar
+            day = calendar.session_date(now)
+            day_start, _, close, day_end = calendar.day_bounds(day)  # close 0: no session
+            next_close = calendar.day_bounds(calendar.next_session(day))[2]
+            self._expiries = (day_start, day_end, close, next_close)
+        return close if now < close else next_close
 
     def _refusal(self, order: PaperOrder) -> str:
         """Why the venue will not take the order ('' when it will)."""
@@ -343,11 +356,11 @@ class PaperVenue(Broker):
         """A new order meets the current quote: fill what is marketable at once."""
         state = self.market.states.get(order.request.symbol)
         if state is not None and self._in_session(now):
-            buying = order.request.side == Side.BUY
+            buying = order.request.side == BUY
             displayed = state.ask_size if buying else state.bid_size
             self._try_fill(order, state.bid, state.ask, displayed, now)
-        if order.request.time_in_force == TimeInForce.IOC and order.is_open:
-            self._close(order, S.CANCELED, now,
+        if order.request.time_in_force == IOC and order.is_open:
+            self._close(order, CANCELED, now,
                         f"immediate-or-cancel: {order.filled.normalize():f} of "
                         f"{order.request.quantity.normalize():f} filled on arrival")
 
@@ -358,12 +371,12 @@ class PaperVenue(Broker):
         order = self.orders.get(client_order_id)
         if order is None:
             # The engine asked to cancel an order that never arrived: nothing works it.
-            self._emit(OrderUpdate(client_order_id, S.CANCELED, now,
+            self._emit(OrderUpdate(client_order_id, CANCELED, now,
                                    "the paper venue never received it"))
             return
         if not order.is_open:
             return  # it filled or ended first: that report already went out
-        self._close(order, S.CANCELED, now, "canceled")
+        self._close(order, CANCELED, now, "canceled")
 
     def _replace(self, client_order_id: str, new: Order) -> None:
         now = self.now_ns()
@@ -377,20 +390,20 @@ class PaperVenue(Broker):
             problem = "a bracket's entry cannot be changed: cancel it and place a new bracket"
         else:
             # Its own reservation is released for the check: the new order takes its place.
-            old.status = S.PENDING_REPLACE
+            old.status = PENDING_REPLACE
             problem = self._refusal(replacement)
-            old.status = S.ACCEPTED if old.filled == 0 else S.PARTIALLY_FILLED
+            old.status = ACCEPTED if old.filled == 0 else PARTIALLY_FILLED
         if problem:
-            replacement.status = S.REJECTED
+            replacement.status = REJECTED
             self._persist(replacement, insert=True)
-            self._emit(OrderUpdate(new.client_order_id, S.REJECTED, now, problem,
+            self._emit(OrderUpdate(new.client_order_id, REJECTED, now, problem,
                                    replacement.venue_order_id))
             if old is not None and old.is_open:
                 self._emit(OrderUpdate(old.client_order_id, old.status, now,
                                        f"replace refused: {problem}"))
             return
         assert old is not None
-        self._close(old, S.REPLACED, now, f"replaced by {new.client_order_id}")
+        self._close(old, REPLACED, now, f"replaced by {new.client_order_id}")
         if old.parent_id and old.parent_id in self.orders:
             entry = self.orders[old.parent_id]
             entry.legs = tuple(new.client_order_id if leg == old.client_order_id else leg
@@ -416,7 +429,7 @@ class PaperVenue(Broker):
         for working in list(self._working.values()):
             for order in list(working):
                 if order.expires_ns and now >= order.expires_ns and order.is_open:
-                    self._close(order, S.EXPIRED, now, "a day order expires at the close")
+                    self._close(order, EXPIRED, now, "a day order expires at the close")
 
     # ------------------------------------------------------------------ the hot path
 
@@ -442,7 +455,7 @@ class PaperVenue(Broker):
         volume, session = state.volume, state.session_start_ns
         for order in list(working):
             if order.expires_ns and ts >= order.expires_ns:
-                self._close(order, S.EXPIRED, ts, "a day order expires at the close")
+                self._close(order, EXPIRED, ts, "a day order expires at the close")
                 continue
             mark = order.volume_mark
             same_session = order.volume_session == session and mark >= 0
@@ -455,7 +468,7 @@ class PaperVenue(Broker):
         if self._fillable(order) <= 0:
             return  # a bracket leg with nothing to protect yet does not trigger
         request = order.request
-        buying = request.side == Side.BUY
+        buying = request.side == BUY
         if request.order_type == OrderType.TRAILING_STOP:
             extreme = order.extreme
             if extreme != extreme or (price < extreme if buying else price > extreme):
@@ -470,7 +483,7 @@ class PaperVenue(Broker):
 
     @staticmethod
     def _trail_stop(request: OrderRequest, extreme: float) -> float:
-        buying = request.side == Side.BUY
+        buying = request.side == BUY
         if request.trail_amount is not None:
             trail = float(request.trail_amount)
             return extreme + trail if buying else extreme - trail
@@ -494,7 +507,7 @@ class PaperVenue(Broker):
     def _fill_price(self, order: PaperOrder, bid: float, ask: float) -> Decimal | None:
         """The price a fill would get now, or None when the order is not marketable."""
         request = order.request
-        buying = request.side == Side.BUY
+        buying = request.side == BUY
         far = ask if buying else bid
         if far != far or far <= 0:
             return None
@@ -534,14 +547,14 @@ class PaperVenue(Broker):
         self.portfolio.apply_fill(fill)
         done = order.filled >= request.quantity
         if done:
-            order.status = S.FILLED
+            order.status = FILLED
             working = self._working.get(request.symbol)
             if working is not None and order in working:
                 working.remove(order)
                 if not working:
                     del self._working[request.symbol]
         else:
-            order.status = S.PARTIALLY_FILLED
+            order.status = PARTIALLY_FILLED
         # The venue's books first, then the report: the store commits in order.
         if self.store is not None:
             self._save_fill(order, fill)
@@ -582,7 +595,7 @@ class PaperVenue(Broker):
                   else "the position it protected is closed")
         for leg in legs:
             if leg.is_open:
-                self._close(leg, S.CANCELED, now, reason)
+                self._close(leg, CANCELED, now, reason)
 
     # ------------------------------------------------------------------ sessions
 
@@ -596,52 +609,56 @@ class PaperVenue(Broker):
     # ------------------------------------------------------------------ buying power
 
     def _price_estimate(self, request: OrderRequest) -> Decimal | None:
+        if request.limit_price is not None:
+            return request.limit_price  # the most a buy pays, the least a sell takes
         state = self.market.states.get(request.symbol)
-        buying = request.side == Side.BUY
+        buying = request.side == BUY
         market = math.nan
         if state is not None:
             market = state.ask if buying else state.bid
             if market != market:
                 market = state.last
-        if request.limit_price is not None:
-            return request.limit_price  # the most a buy pays, the least a sell takes
-        candidates = [p for p in (request.stop_price,) if p is not None]
-        if market == market and market > 0:
-            candidates.append(as_decimal(market) * (1 + self._slippage if buying
-                                                    else 1 - self._slippage))
-        if not candidates:
-            return None
-        return max(candidates) if buying else min(candidates)
+        stop = request.stop_price
+        if not (market == market and market > 0):
+            return stop
+        estimate = as_decimal(market) * (self._buy_slip if buying else self._sell_slip)
+        if stop is None:
+            return estimate
+        return max(stop, estimate) if buying else min(stop, estimate)
 
     def _reserved(self, *, cash_account: bool) -> Decimal:
         """What open orders (not bracket legs, which only close) hold of the buying
         power: buys in a cash account, everything in a margin account."""
         total = ZERO
+        if not self._working:
+            return total
         for orders in self._working.values():
             for order in orders:
-                if order.parent_id or order.status == S.PENDING_REPLACE:
+                if order.parent_id or order.status == PENDING_REPLACE:
                     continue
-                if cash_account and order.request.side != Side.BUY:
+                if cash_account and order.request.side != BUY:
                     continue
                 price = self._price_estimate(order.request)
                 if price is not None:
                     total += order.remaining * price
         return total
 
-    def _mark_price(self, symbol: str, fallback: Decimal) -> Decimal:
-        state = self.market.states.get(symbol)
-        if state is None or state.last != state.last:
-            return fallback
-        return as_decimal(state.last)
-
-    def _equity(self) -> Decimal:
-        return self.portfolio.cash + sum(
-            (p.quantity * self._mark_price(p.symbol, p.average_cost)
-             for p in self.portfolio.positions.values() if p.quantity), ZERO)
-
-    def _gross(self) -> Decimal:
-        return sum((abs(p.quantity) * self._mark_price(p.symbol, p.average_cost)
-                    for p in self.portfolio.positions.values() if p.quantity), ZERO)
+    def _equity_and_gross(self) -> tuple[Decimal, Decimal]:
+        """Cash plus the positions' value, and their gross value, at the last trades
+        (at cost before a first trade), in one pass: every order asks for both."""
+        net = gross = ZERO
+        states = self.market.states
+        for position in self.portfolio.positions.values():
+            quantity = position.quantity
+            if not quantity:
+                continue
+            state = states.get(position.symbol)
+            price = (position.average_cost if state is None or state.last != state.last
+                     else as_decimal(state.last))
+            value = quantity * price
+            net += value
+            gross += abs(value)
+        return self.portfolio.cash + net, gross
 
     def _buying_power_problem(self, request: OrderRequest) -> str:
         price = self._price_estimate(request)
@@ -650,10 +667,10 @@ class PaperVenue(Broker):
         held = self.portfolio.position(request.symbol)
         quantity = request.quantity
         if self.settings.account == "cash":
-            if request.side == Side.SELL:
+            if request.side == SELL:
                 offered = sum((o.remaining for o in self._working.get(request.symbol, ())
-                               if o.request.side == Side.SELL and not o.parent_id
-                               and o.status != S.PENDING_REPLACE), ZERO)
+                               if o.request.side == SELL and not o.parent_id
+                               and o.status != PENDING_REPLACE), ZERO)
                 if quantity > held - offered:
                     return (f"a cash account cannot sell short: you hold "
                             f"{held.normalize():f} {request.symbol}"
@@ -668,13 +685,12 @@ class PaperVenue(Broker):
                         f"${max(cash - reserved, ZERO):,.2f} is available (cash ${cash:,.2f}"
                         f" less ${reserved:,.2f} held for open buy orders)")
             return ""
-        signed_held = held if request.side == Side.BUY else -held
+        signed_held = held if request.side == BUY else -held
         increasing = quantity if signed_held >= 0 else max(ZERO, quantity + signed_held)
         needed = increasing * price
         if needed == 0:
             return ""
-        equity = self._equity()
-        gross = self._gross()
+        equity, gross = self._equity_and_gross()
         reserved = self._reserved(cash_account=False)
         multiplier = self.settings.margin_multiplier
         available = equity * multiplier - gross - reserved

@@ -263,6 +263,9 @@ class StrategyRunner:
             symbol: SymbolSeries(symbol, self.indicators, interval_s) for symbol in self.symbols}
         self.wants_quotes = overrides_on_quote(strategy_class)
         self._on_bar = self.strategy.on_bar
+        # Most strategies leave on_fill alone: a fill then costs no handler call.
+        self._on_fill: Callable[[Fill], None] | None = (
+            self.strategy.on_fill if strategy_class.on_fill is not Strategy.on_fill else None)
         self.bars_seen = 0
 
     @property
@@ -376,7 +379,9 @@ class StrategyRunner:
             order.filled += fill.quantity
             if order.filled >= order.request.quantity:
                 book.working.pop(ref, None)
-        return self._guard("on_fill", self.strategy.on_fill, fill)
+        if self._on_fill is None:
+            return self.failure is None
+        return self._guard("on_fill", self._on_fill, fill)
 
     def restore(self, orders: Sequence[Order], fills: Sequence[Fill]) -> None:
         """Rebuild the book after a restart from the journal: the instance's fills make

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
@@ -355,7 +355,7 @@ def run(scenario: Scenario, on_check: Judge | None = None) -> tuple[RiskEngine, 
                                                                     ZERO) + signed
                 if filled < resting.remaining:
                     desk.open_orders.insert(index,
-                                            replace(resting, remaining=resting.remaining - filled))
+                                            resting._replace(remaining=resting.remaining - filled))
     return engine, desk, now[0]
 
 
