@@ -208,7 +208,8 @@ class _Symbol:
     fill, a risk check, the strategy asking for the equity): rows `first` to `row`
     are then settled at once."""
 
-    __slots__ = ("bounds", "first", "next", "row", "series", "state", "symbol")
+    __slots__ = ("bounds", "close", "closes", "first", "next", "row", "series", "state",
+                 "symbol")
 
     def __init__(self, symbol: str, series: SymbolSeries, state: SymbolState,
                  bounds: list[Bounds], first_row: int) -> None:
@@ -217,6 +218,8 @@ class _Symbol:
         self.state = state
         self.bounds = bounds  # by row
         self.next = first_row  # the row of its next bar (its rows come one per session)
+        self.closes = series.close
+        self.close = math.nan  # its latest close played
         self.first = -1  # the first row not settled yet; -1 when up to date
         self.row = -1
 
@@ -301,6 +304,7 @@ class Backtest:
             self._days = [shared.setdefault(members, members)
                           for members in (tuple(by_day[number]) for number in self._sessions)]
         self._bounds = _session_bounds(self.calendar, self._sessions)
+        self._by_symbol = {one.symbol: one for one, _ in played}
         self._behind: dict[str, _Symbol] = {}  # the symbols with rows to settle
         self.signals: list[Signal] = []
 
@@ -321,13 +325,13 @@ class Backtest:
         self._dispatch()
         equity_curve: list[float] = []
         invested: list[bool] = []
-        closes: dict[str, float] = {}
+        by_symbol = self._by_symbol
         # The bars complete at the bell, or a second before it to fill at the close.
         early = NS_PER_SECOND if spec.fill_at == "close" else 0
         venue, desk, clock = self.venue, self.desk, self.clock
         risk, portfolio = desk.risk, desk.portfolio
         held = desk.held  # the float mirror of positions, updated in place by fills
-        advance, behind = runner.advance, self._behind
+        advance, behind, set_now = runner.advance, self._behind, clock.set_ns
         working = venue.working_symbols()  # a live view
         wants_quotes = runner.wants_quotes
         near = self._risk_near()
@@ -341,27 +345,26 @@ class Backtest:
                 # else a backtest needs, so it is skipped otherwise).
                 self._flush()
                 risk.begin_day(portfolio.equity())
-            # The prints, for symbols whose orders could fill on them.
-            printed = today if wants_quotes else (
-                [one for one in today if one.symbol in working] if working else ())
             played: Container[str] = ()
-            if printed:
-                # Only their prints are read until an order or the equity is asked for
-                # (which settles all).
-                self._flush(printed)
-                played = self._play(printed, opens, closes_ns)
+            if working or wants_quotes:
+                # The prints, for symbols whose orders could fill on them. Only their
+                # prints are read until an order or the equity is asked for (which
+                # settles all).
+                printed = today if wants_quotes else [
+                    one for one in today if one.symbol in working]
+                if printed:
+                    self._flush(printed)
+                    played = self._play(printed, opens, closes_ns)
             # The rest is settled when something next reads the market (_flush).
             for one in today:
                 row = one.next
                 one.next = row + 1
-                symbol = one.symbol
-                closes[symbol] = one.series.close[row]
-                if symbol not in played:
-                    if one.first < 0:
-                        one.first = row
-                        behind[symbol] = one
-                    one.row = row
-            clock.set_ns(closes_ns - early)
+                one.close = one.closes[row]
+                if one.first < 0 and one.symbol not in played:
+                    one.first = row
+                    behind[one.symbol] = one
+                one.row = row
+            set_now(closes_ns - early)
             for one in today:
                 advance(one.series)
             bars_done += len(today)
@@ -370,10 +373,14 @@ class Backtest:
             if runner.failure is not None:
                 break
             # As SimDesk.equity_at: cash plus the positions at today's closes.
-            equity = desk.cash + sum([quantity * closes[symbol]
-                                      for symbol, quantity in held.items()]) if held else desk.cash
+            if held:
+                equity = desk.cash + sum([quantity * by_symbol[symbol].close
+                                          for symbol, quantity in held.items()])
+                invested.append(True)
+            else:
+                equity = desk.cash
+                invested.append(False)
             equity_curve.append(equity)
-            invested.append(bool(held))
             if day_start_equity - equity >= near:
                 self._observe_risk(equity, day_start_equity)
             day_start_equity = equity
