@@ -374,8 +374,10 @@ class Backtest:
                 break
             # As SimDesk.equity_at: cash plus the positions at today's closes.
             if held:
-                equity = desk.cash + sum([quantity * by_symbol[symbol].close
-                                          for symbol, quantity in held.items()])
+                value = 0.0  # a plain loop: a comprehension is a call of its own on 3.11
+                for symbol, quantity in held.items():
+                    value += quantity * by_symbol[symbol].close
+                equity = desk.cash + value
                 invested.append(True)
             else:
                 equity = desk.cash
