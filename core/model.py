@@ -191,6 +191,13 @@ TERMINAL_STATUSES = frozenset({
 })
 
 
+# Enum members as module constants in the per-order paths: on Python 3.11 every
+# attribute read on an enum class goes through EnumType.__getattr__.
+_MARKET, _LIMIT, _STOP = OrderType.MARKET, OrderType.LIMIT, OrderType.STOP
+_STOP_LIMIT, _TRAILING_STOP = OrderType.STOP_LIMIT, OrderType.TRAILING_STOP
+_IOC, _BUY = TimeInForce.IOC, Side.BUY
+
+
 @dataclass(frozen=True, slots=True)
 class OrderRequest:
     """What the trader (or a strategy) asks for. Prices and quantities are Decimal,
@@ -225,8 +232,8 @@ class OrderRequest:
         if self.quantity <= 0:
             found.append(f"quantity must be positive, not {self.quantity}")
         kind = self.order_type
-        needs_limit = kind in (OrderType.LIMIT, OrderType.STOP_LIMIT)
-        needs_stop = kind in (OrderType.STOP, OrderType.STOP_LIMIT)
+        needs_limit = kind in (_LIMIT, _STOP_LIMIT)
+        needs_stop = kind in (_STOP, _STOP_LIMIT)
         if needs_limit and self.limit_price is None:
             found.append(f"a {kind.value.replace('_', '-')} order needs a limit price")
         if not needs_limit and self.limit_price is not None:
@@ -245,7 +252,7 @@ class OrderRequest:
                     found.append(f"the {name} must be positive, not {price}")
         trails = [] if self.trail_amount is None and self.trail_percent is None else [
             t for t in (self.trail_amount, self.trail_percent) if t is not None]
-        if kind == OrderType.TRAILING_STOP:
+        if kind == _TRAILING_STOP:
             if len(trails) != 1:
                 found.append("a trailing stop needs a trail amount or a trail percent (one)")
             elif trails[0] <= 0:
@@ -254,21 +261,21 @@ class OrderRequest:
                 found.append(f"a trail of {self.trail_percent}% would never trigger")
         elif trails:
             found.append("only a trailing stop takes a trail")
-        if self.time_in_force == TimeInForce.IOC and kind not in (OrderType.MARKET,
-                                                                  OrderType.LIMIT):
+        if self.time_in_force == _IOC and kind not in (_MARKET,
+                                                                  _LIMIT):
             found.append("immediate-or-cancel applies to market and limit orders only")
         if self.is_bracket:
             found += self._bracket_problems()
         return found
 
     def _bracket_problems(self) -> list[str]:
-        if self.order_type not in (OrderType.MARKET, OrderType.LIMIT):
+        if self.order_type not in (_MARKET, _LIMIT):
             return ["a bracket's entry must be a market or limit order"]
-        if self.time_in_force == TimeInForce.IOC:
+        if self.time_in_force == _IOC:
             return ["a bracket cannot be immediate-or-cancel"]
         profit, loss = self.take_profit, self.stop_loss
         entry = self.limit_price
-        buying = self.side == Side.BUY
+        buying = self.side == _BUY
         found = []
         if profit is not None and loss is not None and (profit <= loss if buying
                                                          else profit >= loss):
@@ -301,4 +308,4 @@ class Fill:
 
     @property
     def signed_quantity(self) -> Decimal:
-        return self.quantity if self.side == Side.BUY else -self.quantity
+        return self.quantity if self.side == _BUY else -self.quantity

@@ -68,6 +68,12 @@ class Overfill(OrderError):
         self.client_order_id = client_order_id
 
 
+# Enum members as module constants in the per-order paths: on Python 3.11 every
+# attribute read on an enum class goes through EnumType.__getattr__.
+_ACCEPTED, _FILLED = OrderStatus.ACCEPTED, OrderStatus.FILLED
+_PARTIALLY_FILLED = OrderStatus.PARTIALLY_FILLED
+
+
 @dataclass(frozen=True, slots=True)
 class OrderEvent:
     """One change of an order, as appended to the journal's `order_events`."""
@@ -128,9 +134,9 @@ class Order:
         only when the filled quantity says so. So the status and the filled quantity can
         never disagree."""
         filled = self.filled_quantity
-        if (status not in TRANSITIONS[self.status] or status == OrderStatus.FILLED
-                or (status == OrderStatus.PARTIALLY_FILLED and not 0 < filled < self.quantity)
-                or (status == OrderStatus.ACCEPTED and filled != 0)):
+        if (status not in TRANSITIONS[self.status] or status == _FILLED
+                or (status == _PARTIALLY_FILLED and not 0 < filled < self.quantity)
+                or (status == _ACCEPTED and filled != 0)):
             raise IllegalTransition(self.client_order_id, self.status, status)
         self.status = status
         self.updated_ns = ts_ns
@@ -153,8 +159,7 @@ class Order:
         if filled > self.request.quantity:
             raise Overfill(self.client_order_id, self.request.quantity, self.filled_quantity,
                            fill.quantity)
-        status = OrderStatus.FILLED if filled == self.request.quantity else (
-            OrderStatus.PARTIALLY_FILLED)
+        status = _FILLED if filled == self.request.quantity else _PARTIALLY_FILLED
         if status not in TRANSITIONS[self.status]:
             raise IllegalTransition(self.client_order_id, self.status, status)
         self.restore_fill(fill)

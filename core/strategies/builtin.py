@@ -50,6 +50,8 @@ class MaCross(Strategy[MaCrossParams]):
         super().__init__(params, context)
         self.fast = Indicator(params.average, params.fast)
         self.slow = Indicator(params.average, params.slow)
+        self.crossed_above = f"{self.fast.key} crossed above {self.slow.key}"
+        self.crossed_below = f"{self.fast.key} crossed below {self.slow.key}"
 
     def indicators(self) -> Sequence[Indicator]:
         return (self.fast, self.slow)
@@ -66,12 +68,10 @@ class MaCross(Strategy[MaCrossParams]):
         fast, fast_before = fast_line.now_and_before()
         slow, slow_before = slow_line.now_and_before()
         if fast > slow and fast_before <= slow_before:
-            self.ctx.target_position(symbol, self.shares_for(symbol),
-                                     reason=f"{self.fast.key} crossed above {self.slow.key}")
+            self.ctx.target_position(symbol, self.shares_for(symbol), reason=self.crossed_above)
         elif fast < slow and fast_before >= slow_before:
             target = -self.shares_for(symbol) if self.params.allow_short else Decimal(0)
-            self.ctx.target_position(symbol, target,
-                                     reason=f"{self.fast.key} crossed below {self.slow.key}")
+            self.ctx.target_position(symbol, target, reason=self.crossed_below)
 
 
 class RsiReversionParams(SizedParams):

@@ -30,6 +30,12 @@ from core.strategies.series import Line, SymbolSeries
 
 NAN = math.nan
 _new_tuple = tuple.__new__  # a Bar without the NamedTuple's Python-level __new__
+# Enum members as module constants in the per-order paths: on Python 3.11 every
+# attribute read on an enum class goes through EnumType.__getattr__.
+_BUY, _SELL, _DAY = Side.BUY, Side.SELL, TimeInForce.DAY
+_MARKET, _LIMIT, _STOP = OrderType.MARKET, OrderType.LIMIT, OrderType.STOP
+_STOP_LIMIT = OrderType.STOP_LIMIT
+_TRADING_MODES = frozenset(mode for mode in StrategyMode if mode.trades)
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,7 +75,7 @@ class WorkingOrder:
     @property
     def signed_remaining(self) -> Decimal:
         remaining = self.request.quantity - self.filled
-        return remaining if self.request.side == Side.BUY else -remaining
+        return remaining if self.request.side == _BUY else -remaining
 
 
 @dataclass(slots=True)
@@ -175,8 +181,8 @@ class StrategyContext:
         delta = target - self.position(symbol) - self.working(symbol)
         if delta == 0:
             return None
-        side = Side.BUY if delta > 0 else Side.SELL
-        return self._order(symbol, side, abs(delta), None, None, TimeInForce.DAY, reason)
+        side = _BUY if delta > 0 else _SELL
+        return self._order(symbol, side, abs(delta), None, None, _DAY, reason)
 
     def cancel(self, ref: str) -> None:
         if ref in self._runner.book.working:
@@ -204,16 +210,16 @@ class StrategyContext:
         # Prices a strategy computes (an ATR stop) land on the instrument's tick here.
         limit = None if limit_price is None else runner.round_price(symbol, limit_price)
         stop = None if stop_price is None else runner.round_price(symbol, stop_price)
-        kind = OrderType.MARKET
+        kind = _MARKET
         if limit is not None and stop is not None:
-            kind = OrderType.STOP_LIMIT
+            kind = _STOP_LIMIT
         elif limit is not None:
-            kind = OrderType.LIMIT
+            kind = _LIMIT
         elif stop is not None:
-            kind = OrderType.STOP
+            kind = _STOP
         # An order with a reason is a signal too (shown, counted, notified); one
         # without (a protective stop moved) is not.
-        if not runner.mode.trades:
+        if runner.mode not in _TRADING_MODES:
             if reason:
                 runner.emit_signal(symbol, side, reason, acted=False)
             return None
