@@ -145,10 +145,10 @@ def _session_bounds(calendar: ExchangeCalendar, day_numbers: Sequence[int]) -> l
     for number in day_numbers:
         if number not in known:
             day = _day(number)
-            midnight = int(datetime(day.year, day.month, day.day,
-                                    tzinfo=calendar.zone).timestamp())
+            # Regular hours even for a day the calendar has no session on (a bar on a
+            # holiday in the data still needs a time).
             opens, closes = calendar.open_close_ns(day)
-            known[number] = (midnight * NS_PER_SECOND, opens, closes)
+            known[number] = (calendar.day_bounds(day)[0], opens, closes)
     return list(map(known.__getitem__, day_numbers))
 
 

@@ -4,6 +4,7 @@ judges an order against. A base of `TradingDesk`, kept apart for size."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from decimal import Decimal
 from typing import TYPE_CHECKING
 
@@ -41,12 +42,8 @@ class DeskViews:
         symbols = {p.symbol for p in self.portfolio.positions.values()}
         if also:
             symbols.add(also)
-        open_orders = []
-        for order in self.open_orders.values():
-            if not order.parent_id:
-                symbols.add(order.symbol)
-                open_orders.append(OpenOrder(order.symbol, order.side, order.remaining,
-                                             order_price(order)))
+        open_orders = risk_open_orders(self.open_orders.values())
+        symbols.update(order.symbol for order in open_orders)
         for symbol in symbols:
             state = self.market.states.get(symbol)
             if state is not None and state.last == state.last:
@@ -113,6 +110,13 @@ def order_view(order: Order) -> OrderView:
                      order.parent_id, order.replaces, request.strategy)
 
 
+
+
+def risk_open_orders(orders: Iterable[Order]) -> list[OpenOrder]:
+    """The open orders risk counts (a bracket's legs only close what their entry opens,
+    so they are left out)."""
+    return [OpenOrder(order.symbol, order.side, order.remaining, order_price(order))
+            for order in orders if not order.parent_id]
 
 
 def order_price(order: Order) -> Decimal | None:

@@ -21,13 +21,13 @@ from core.brokers.paper import PaperVenue
 from core.bus import Bus
 from core.clock import SimClock
 from core.config_trading import RiskSettings
-from core.desk_views import DeskViews, order_price
+from core.desk_views import DeskViews, risk_open_orders
 from core.market import MarketState
 from core.model import NS_PER_SECOND, Fill, OrderRequest, OrderStatus, Side, Trade
 from core.order_checks import check_request
 from core.orders import ClientOrderIds, IllegalTransition, Order, OrderError
 from core.portfolio import ZERO
-from core.risk import OpenOrder, RiskBook, RiskEngine
+from core.risk import RiskBook, RiskEngine
 from core.state import CommandError
 
 FillListener = Callable[[Order, Fill], None]
@@ -182,13 +182,9 @@ class SimDesk(DeskViews):
             self._book_key = key
             self._book_positions, self._book_prices, self._book_value = self._positions_book()
         prices = dict(self._book_prices)
+        open_orders = risk_open_orders(self.open_orders.values())
         extra = [also] if also else []
-        open_orders = []
-        for order in self.open_orders.values():
-            if not order.parent_id:
-                extra.append(order.symbol)
-                open_orders.append(OpenOrder(order.symbol, order.side, order.remaining,
-                                             order_price(order)))
+        extra += [order.symbol for order in open_orders]
         for symbol in extra:
             if symbol not in prices:
                 state = states.get(symbol)
