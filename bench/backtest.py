@@ -37,6 +37,9 @@ prices, ours against each reference, per symbol. Our paper venue fills on the ce
 venue rounds (half even, to 0.01) before comparing; the largest unrounded difference is
 reported as well.
 
+`native` says whether the engine ran compiled (`make native`, which `make bench` runs
+first) or as pure Python (`TAPEDECK_NATIVE=0`).
+
 Prints one JSON object on stdout. Never asserts on timing. Needs the `bench` extra
 (`pip install -e '.[bench]'`, which `make bench` does) for backtesting.py.
 """
@@ -66,6 +69,7 @@ from backtesting import Strategy as PyStrategy
 from core.backtest import Backtest, BacktestResult, BacktestSpec
 from core.clock import ExchangeCalendar
 from core.config_trading import PaperSettings, RiskSettings
+from core.native import is_compiled
 from core.strategies.builtin import MaCross
 from data.bundle import BundledDailyBars
 from data.history import load_history
@@ -339,6 +343,8 @@ def run(reps: int, ten_reps: int, universe_reps: int) -> dict[str, Any]:
                      "pandas": pd.__version__, "numpy": np.__version__},
         "machine": {"python": platform.python_version(), "cpus": os.cpu_count(),
                     "platform": platform.platform(), "timer": "time.perf_counter"},
+        # Whether the engine ran compiled (`make native`) or as pure Python.
+        "native": is_compiled("core.backtest"),
     }
 
 

@@ -12,7 +12,7 @@ import time
 from datetime import UTC, date, datetime, timedelta
 from datetime import time as clock_time
 from functools import lru_cache
-from typing import Protocol
+from typing import ClassVar, Protocol
 from zoneinfo import ZoneInfo
 
 from core.model import NS_PER_SECOND, MarketPhase, utc_datetime
@@ -149,12 +149,13 @@ class ExchangeCalendar:
     not holidays, 13:00 closes on early-close days, pre-market from 04:00 and
     after-hours to 20:00."""
 
-    zone = NEW_YORK
-    regular_open = clock_time(9, 30)
-    regular_close = clock_time(16, 0)
-    early_close = clock_time(13, 0)
-    pre_open = clock_time(4, 0)
-    post_close = clock_time(20, 0)
+    # Class-level constants (ClassVar: readable on the class itself, compiled or not).
+    zone: ClassVar[ZoneInfo] = NEW_YORK
+    regular_open: ClassVar[clock_time] = clock_time(9, 30)
+    regular_close: ClassVar[clock_time] = clock_time(16, 0)
+    early_close: ClassVar[clock_time] = clock_time(13, 0)
+    pre_open: ClassVar[clock_time] = clock_time(4, 0)
+    post_close: ClassVar[clock_time] = clock_time(20, 0)
 
     def is_session(self, day: date) -> bool:
         return day.weekday() < 5 and day not in us_equity_holidays(day.year)

@@ -12,6 +12,18 @@ if TYPE_CHECKING:
     from core.config import Settings
 
 
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Refuse to test old code: a source edited after `make native` compiled it would be
+    shadowed by its extension (core/native.py)."""
+    from core.native import stale
+
+    changed = stale()
+    if changed:
+        names = ", ".join(str(path.name) for path in changed)
+        pytest.exit(f"{names} changed after it was compiled: run `make native` (or "
+                    "`TAPEDECK_NATIVE=0 make native` to run pure Python)", returncode=2)
+
+
 @pytest.fixture(autouse=True)
 def isolated_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """Point config, data and cache directories at a temporary folder."""

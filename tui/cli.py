@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Annotated, NoReturn
 import typer
 
 from core import __version__
+from core.native import stale as stale_extensions
 from tui.backtest_cli import backtest_command
 from tui.cli_options import ConfigOption, ProfileOption
 
@@ -378,6 +379,10 @@ app.command("backtest")(backtest_command)
 
 
 def main() -> None:
+    changed = stale_extensions()
+    if changed:
+        print(f"warning: {', '.join(path.name for path in changed)} changed after it was "
+              "compiled and runs as it was then: run `make native`", file=sys.stderr)
     try:
         app()
     except KeyboardInterrupt:
