@@ -172,9 +172,11 @@ def _with_a_trade(pane: str) -> Callable[[Pilot[object]], Any]:
         panel = screen.query_one(RiskPanel)
         await wait_until(pilot, lambda: panel.account is not None
                          and panel.account.buying_power < 2 * panel.account.starting_cash)
-        # The order-rate bar counts the last second of wall time: let it empty, so the
-        # picture does not depend on how fast the machine is.
-        await pilot.pause(1.2)
+        # The order-rate bar counts the last second of wall time: wait until the panel
+        # shows it empty, so the picture does not depend on how busy the machine is.
+        await pilot.pause(1.0)
+        await wait_until(pilot, lambda: panel.risk is not None and all(
+            limit.used == 0 for limit in panel.risk.limits if limit.name == "order rate"))
         await pilot.press(pane)
         await pilot.pause(0.3)
 
