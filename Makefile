@@ -11,7 +11,8 @@ BENCH_STAMP := $(VENV)/.installed-bench-$(shell cat pyproject.toml | cksum | cut
 # why): rebuilt when one of them changes; TAPEDECK_NATIVE=0 keeps everything pure Python.
 NATIVE_MODULES := core/model.py core/clock.py core/bus.py core/market.py core/bar_path.py \
 	core/portfolio.py core/orders.py core/order_checks.py core/risk.py core/brokers/paper.py \
-	core/sim_desk.py core/backtest.py core/strategies/runner.py core/strategies/series.py
+	core/sim_desk.py core/backtest.py core/metrics.py core/strategies/runner.py \
+	core/strategies/series.py
 NATIVE_STAMP := $(VENV)/.native
 
 .PHONY: run test lint native bench screenshot clean help

@@ -23,12 +23,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
 from datetime import date, datetime
 from decimal import ROUND_HALF_EVEN, Decimal
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 import numpy as np
 import numpy.typing as npt
 
-from core.model import Fill
+from core.model import Fill, by_fields
 
 ZERO = Decimal(0)
 NAN = float("nan")
@@ -47,19 +47,36 @@ COMMISSION_SHARE_QUANTUM = Decimal("1e-12")
 RELATIVE_NOISE = 1e-12
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)
 class RoundTrip:
-    """One trade: a position opened and closed (FIFO lots per symbol)."""
+    """One trade: a position opened and closed (FIFO lots per symbol). (Its `__init__`
+    is written out, with `Final` fields for `frozen=True`: see `core.model`.)"""
 
-    symbol: str
-    direction: str  # "long" or "short"
-    quantity: Decimal  # everything opened in the trip (= everything closed)
-    entry_ns: int  # the first opening fill
-    entry_price: Decimal  # quantity-weighted average of the opening fills' prices
-    exit_ns: int  # the fill that brought the position back to zero
-    exit_price: Decimal  # ... of the closing fills
-    commission: Decimal  # the share of opening and closing commissions of this trip
-    pnl: Decimal  # net of commission
+    symbol: Final[str]
+    direction: Final[str]  # "long" or "short"
+    quantity: Final[Decimal]  # everything opened in the trip (= everything closed)
+    entry_ns: Final[int]  # the first opening fill
+    entry_price: Final[Decimal]  # quantity-weighted average of the opening fills' prices
+    exit_ns: Final[int]  # the fill that brought the position back to zero
+    exit_price: Final[Decimal]  # ... of the closing fills
+    commission: Final[Decimal]  # the share of opening and closing commissions of this trip
+    pnl: Final[Decimal]  # net of commission
+
+    def __init__(self, symbol: str, direction: str, quantity: Decimal, entry_ns: int,
+                 entry_price: Decimal, exit_ns: int, exit_price: Decimal,
+                 commission: Decimal, pnl: Decimal) -> None:
+        self.symbol = symbol
+        self.direction = direction
+        self.quantity = quantity
+        self.entry_ns = entry_ns
+        self.entry_price = entry_price
+        self.exit_ns = exit_ns
+        self.exit_price = exit_price
+        self.commission = commission
+        self.pnl = pnl
+
+    def __reduce__(self) -> tuple[type, tuple[Any, ...]]:
+        return by_fields(self)
 
     @property
     def return_pct(self) -> float:
@@ -70,19 +87,19 @@ class RoundTrip:
         return float(self.pnl / notional * 100)
 
 
-@dataclass(slots=True)
 class _OpenTrip:
     """A trip being built: the sums its averages and P&L come from."""
 
-    symbol: str
-    sign: int  # +1 long, -1 short
-    entry_ns: int
-    position: Decimal = ZERO  # signed
-    opened_quantity: Decimal = ZERO
-    opened_value: Decimal = ZERO  # sum of quantity * price of the opening fills
-    closed_quantity: Decimal = ZERO
-    closed_value: Decimal = ZERO
-    commission: Decimal = ZERO
+    def __init__(self, symbol: str, sign: int, entry_ns: int) -> None:
+        self.symbol = symbol
+        self.sign = sign  # +1 long, -1 short
+        self.entry_ns = entry_ns
+        self.position = ZERO  # signed
+        self.opened_quantity = ZERO
+        self.opened_value = ZERO  # sum of quantity * price of the opening fills
+        self.closed_quantity = ZERO
+        self.closed_value = ZERO
+        self.commission = ZERO
 
     def open(self, quantity: Decimal, price: Decimal, commission: Decimal) -> None:
         self.position += self.sign * quantity
@@ -176,6 +193,11 @@ class Metrics:
     average_trade: float  # money; NaN with no trips
     average_trade_pct: float  # NaN with no trips
     exposure_pct: float  # share of days with a position open at the close
+
+    def __reduce__(self) -> tuple[type, tuple[Any, ...]]:
+        # Compiled, a frozen dataclass's default unpickling sets its fields through the
+        # frozen __setattr__ and fails; rebuilding it through __init__ does not.
+        return by_fields(self)
 
     def as_dict(self) -> dict[str, float | int]:
         """Field name -> value, for JSON and storage; NaN and inf stay floats."""

@@ -8,18 +8,26 @@ They are NamedTuples because a tuple is the cheapest immutable object Python bui
 
 Money (prices of orders, fills, cash, P&L) is `decimal.Decimal`, rounded to the
 instrument's tick or lot at the boundary (see `Instrument.round_price`). An order
-request and a fill are frozen dataclasses; the order itself, which changes state, is
+request and a fill are immutable dataclasses; the order itself, which changes state, is
 `core.orders.Order`.
+
+Dataclasses made once per order or fill write their `__init__` out, with `Final` fields
+instead of `frozen=True`. Compiled (`make native`), a generated `__init__` stays
+interpreted, and a frozen one sets each field through `object.__setattr__`: about a
+microsecond an instance, a tenth of a backtest's time. Written out, it is a native
+constructor (twenty times faster); `Final` keeps the fields read-only (checked by mypy,
+and enforced at run time when compiled), `unsafe_hash` gives the hash `frozen` gave, and
+`__reduce__` (`by_fields`) lets pickle and copy call that `__init__`.
 """
 
 from __future__ import annotations
 
 import enum
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from decimal import ROUND_HALF_EVEN, Decimal
-from typing import NamedTuple
+from typing import Any, Final, NamedTuple
 
 NS_PER_SECOND = 1_000_000_000
 
@@ -34,6 +42,12 @@ def normalize_symbol(text: str) -> str:
 
 def is_well_formed_symbol(symbol: str) -> bool:
     return SYMBOL_PATTERN.match(symbol) is not None
+
+
+def by_fields(instance: Any) -> tuple[type, tuple[Any, ...]]:
+    """`__reduce__` for a dataclass with a hand-written `__init__` that takes every field
+    in order: pickle and copy rebuild the instance through that `__init__`."""
+    return type(instance), tuple([getattr(instance, one.name) for one in fields(instance)])
 
 
 def utc_datetime(ts_ns: int) -> datetime:
@@ -198,7 +212,7 @@ _STOP_LIMIT, _TRAILING_STOP = OrderType.STOP_LIMIT, OrderType.TRAILING_STOP
 _IOC, _BUY = TimeInForce.IOC, Side.BUY
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)
 class OrderRequest:
     """What the trader (or a strategy) asks for. Prices and quantities are Decimal,
     already rounded to the instrument's tick and lot.
@@ -208,18 +222,41 @@ class OrderRequest:
     position, and whichever fills first cancels the other.
     """
 
-    symbol: str
-    side: Side
-    quantity: Decimal
-    order_type: OrderType = OrderType.MARKET
-    time_in_force: TimeInForce = TimeInForce.DAY
-    limit_price: Decimal | None = None
-    stop_price: Decimal | None = None
-    trail_amount: Decimal | None = None  # trailing stop: distance in price ...
-    trail_percent: Decimal | None = None  # ... or in percent of the best price since
-    take_profit: Decimal | None = None
-    stop_loss: Decimal | None = None
-    strategy: str = ""  # the strategy instance that sent it; "" for the trader
+    symbol: Final[str]
+    side: Final[Side]
+    quantity: Final[Decimal]
+    order_type: Final[OrderType]
+    time_in_force: Final[TimeInForce]
+    limit_price: Final[Decimal | None]
+    stop_price: Final[Decimal | None]
+    trail_amount: Final[Decimal | None]  # trailing stop: distance in price ...
+    trail_percent: Final[Decimal | None]  # ... or in percent of the best price since
+    take_profit: Final[Decimal | None]
+    stop_loss: Final[Decimal | None]
+    strategy: Final[str]  # the strategy instance that sent it; "" for the trader
+
+    def __init__(self, symbol: str, side: Side, quantity: Decimal,
+                 order_type: OrderType = OrderType.MARKET,
+                 time_in_force: TimeInForce = TimeInForce.DAY,
+                 limit_price: Decimal | None = None, stop_price: Decimal | None = None,
+                 trail_amount: Decimal | None = None, trail_percent: Decimal | None = None,
+                 take_profit: Decimal | None = None, stop_loss: Decimal | None = None,
+                 strategy: str = "") -> None:
+        self.symbol = symbol
+        self.side = side
+        self.quantity = quantity
+        self.order_type = order_type
+        self.time_in_force = time_in_force
+        self.limit_price = limit_price
+        self.stop_price = stop_price
+        self.trail_amount = trail_amount
+        self.trail_percent = trail_percent
+        self.take_profit = take_profit
+        self.stop_loss = stop_loss
+        self.strategy = strategy
+
+    def __reduce__(self) -> tuple[type, tuple[Any, ...]]:
+        return by_fields(self)
 
     @property
     def is_bracket(self) -> bool:
@@ -291,21 +328,63 @@ class OrderRequest:
         return found
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)
 class Fill:
     """An execution. `fill_id` is the venue's own id: a fill reported twice (a
     reconnect, a replayed stream) is recognised by it and counted once."""
 
-    fill_id: str
-    client_order_id: str
-    symbol: str
-    side: Side
-    quantity: Decimal
-    price: Decimal
-    commission: Decimal
-    ts_ns: int
-    venue: str = ""
+    fill_id: Final[str]
+    client_order_id: Final[str]
+    symbol: Final[str]
+    side: Final[Side]
+    quantity: Final[Decimal]
+    price: Final[Decimal]
+    commission: Final[Decimal]
+    ts_ns: Final[int]
+    venue: Final[str]
+
+    def __init__(self, fill_id: str, client_order_id: str, symbol: str, side: Side,
+                 quantity: Decimal, price: Decimal, commission: Decimal, ts_ns: int,
+                 venue: str = "") -> None:
+        self.fill_id = fill_id
+        self.client_order_id = client_order_id
+        self.symbol = symbol
+        self.side = side
+        self.quantity = quantity
+        self.price = price
+        self.commission = commission
+        self.ts_ns = ts_ns
+        self.venue = venue
+
+    def __reduce__(self) -> tuple[type, tuple[Any, ...]]:
+        return by_fields(self)
 
     @property
     def signed_quantity(self) -> Decimal:
         return self.quantity if self.side == _BUY else -self.quantity
+
+
+@dataclass(slots=True, unsafe_hash=True)
+class OrderUpdate:
+    """A venue changed an order's state (anything but a fill).
+
+    A refused cancel or replace is reported as the state the order went back to
+    (accepted or partially filled) with the refusal as `reason`.
+    """
+
+    client_order_id: Final[str]
+    status: Final[OrderStatus]
+    ts_ns: Final[int]
+    reason: Final[str]
+    venue_order_id: Final[str]
+
+    def __init__(self, client_order_id: str, status: OrderStatus, ts_ns: int,
+                 reason: str = "", venue_order_id: str = "") -> None:
+        self.client_order_id = client_order_id
+        self.status = status
+        self.ts_ns = ts_ns
+        self.reason = reason
+        self.venue_order_id = venue_order_id
+
+    def __reduce__(self) -> tuple[type, tuple[Any, ...]]:
+        return by_fields(self)

@@ -13,9 +13,10 @@ never issued twice, even across restarts or on a day with thousands of orders.
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
+from typing import Any, Final
 from zoneinfo import ZoneInfo
 
 from core.model import (
@@ -25,9 +26,11 @@ from core.model import (
     OrderRequest,
     OrderStatus,
     Side,
+    by_fields,
 )
 
 S = OrderStatus
+_ZERO = Decimal(0)
 # From each state, the states an order may move to. Fills may race a cancel or a
 # replace, so a pending cancel or replace can still (partially) fill; a venue that
 # refuses a cancel or replace puts the order back where it was.
@@ -74,34 +77,72 @@ _ACCEPTED, _FILLED = OrderStatus.ACCEPTED, OrderStatus.FILLED
 _PARTIALLY_FILLED = OrderStatus.PARTIALLY_FILLED
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)
 class OrderEvent:
-    """One change of an order, as appended to the journal's `order_events`."""
+    """One change of an order, as appended to the journal's `order_events`.
 
-    client_order_id: str
-    ts_ns: int
-    status: OrderStatus
-    filled_quantity: Decimal
-    reason: str = ""
+    Its `__init__` is written out, with `Final` fields for `frozen=True`: see
+    `core.model`'s docstring."""
+
+    client_order_id: Final[str]
+    ts_ns: Final[int]
+    status: Final[OrderStatus]
+    filled_quantity: Final[Decimal]
+    reason: Final[str]
+
+    def __init__(self, client_order_id: str, ts_ns: int, status: OrderStatus,
+                 filled_quantity: Decimal, reason: str = "") -> None:
+        self.client_order_id = client_order_id
+        self.ts_ns = ts_ns
+        self.status = status
+        self.filled_quantity = filled_quantity
+        self.reason = reason
+
+    def __reduce__(self) -> tuple[type, tuple[Any, ...]]:
+        return by_fields(self)
 
 
 @dataclass(slots=True)
 class Order:
-    """An order and what has happened to it so far."""
+    """An order and what has happened to it so far. (Its `__init__` is written out to
+    be native when compiled: see `core.model`'s docstring.)"""
 
     client_order_id: str
     request: OrderRequest
     created_ns: int
-    status: OrderStatus = OrderStatus.PENDING_NEW
-    filled_quantity: Decimal = Decimal(0)
-    average_price: Decimal | None = None
-    updated_ns: int = 0
-    reason: str = ""  # why it was rejected, canceled or expired
-    venue_order_id: str = ""
-    parent_id: str = ""  # a bracket leg's entry order
-    oco_group: str = ""  # bracket legs: the first to fill cancels the others
-    replaces: str = ""  # the order this one replaced
-    fill_ids: set[str] = field(default_factory=set)
+    status: OrderStatus
+    filled_quantity: Decimal
+    average_price: Decimal | None
+    updated_ns: int
+    reason: str  # why it was rejected, canceled or expired
+    venue_order_id: str
+    parent_id: str  # a bracket leg's entry order
+    oco_group: str  # bracket legs: the first to fill cancels the others
+    replaces: str  # the order this one replaced
+    fill_ids: set[str]
+
+    def __init__(self, client_order_id: str, request: OrderRequest, created_ns: int,
+                 status: OrderStatus = OrderStatus.PENDING_NEW,
+                 filled_quantity: Decimal = _ZERO, average_price: Decimal | None = None,
+                 updated_ns: int = 0, reason: str = "", venue_order_id: str = "",
+                 parent_id: str = "", oco_group: str = "", replaces: str = "",
+                 fill_ids: set[str] | None = None) -> None:
+        self.client_order_id = client_order_id
+        self.request = request
+        self.created_ns = created_ns
+        self.status = status
+        self.filled_quantity = filled_quantity
+        self.average_price = average_price
+        self.updated_ns = updated_ns
+        self.reason = reason
+        self.venue_order_id = venue_order_id
+        self.parent_id = parent_id
+        self.oco_group = oco_group
+        self.replaces = replaces
+        self.fill_ids = set() if fill_ids is None else fill_ids
+
+    def __reduce__(self) -> tuple[type, tuple[Any, ...]]:
+        return by_fields(self)
 
     @property
     def symbol(self) -> str:

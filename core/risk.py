@@ -88,10 +88,13 @@ class StateChange:
     automatic: bool
 
 
-@dataclass(slots=True)
 class _Exposure:
-    buys: Decimal = ZERO
-    sells: Decimal = ZERO
+    """The quantities a symbol's open orders would buy and sell. (A plain class: its
+    `__init__` is native when compiled, as a dataclass's is not.)"""
+
+    def __init__(self) -> None:
+        self.buys = ZERO
+        self.sells = ZERO
 
 
 _NO_EXPOSURE = _Exposure()  # read only: a symbol with no open orders

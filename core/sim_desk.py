@@ -16,14 +16,22 @@ from __future__ import annotations
 from collections.abc import Callable
 from decimal import Decimal
 
-from core.brokers.base import BrokerEvent, OrderUpdate
+from core.brokers.base import BrokerEvent
 from core.brokers.paper import PaperVenue
 from core.bus import Bus
 from core.clock import SimClock
 from core.config_trading import RiskSettings
 from core.desk_views import DeskViews, risk_open_orders
 from core.market import MarketState
-from core.model import NS_PER_SECOND, Fill, OrderRequest, OrderStatus, Side, Trade
+from core.model import (
+    NS_PER_SECOND,
+    Fill,
+    OrderRequest,
+    OrderStatus,
+    OrderUpdate,
+    Side,
+    Trade,
+)
 from core.order_checks import check_request
 from core.orders import ClientOrderIds, IllegalTransition, Order, OrderError
 from core.portfolio import ZERO

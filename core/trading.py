@@ -31,7 +31,6 @@ from core.brokers.base import (
     Broker,
     BrokerError,
     BrokerEvent,
-    OrderUpdate,
     describe,
 )
 from core.bus import Bus
@@ -46,6 +45,7 @@ from core.model import (
     LogLevel,
     OrderRequest,
     OrderStatus,
+    OrderUpdate,
     Side,
     Trade,
     TradingState,

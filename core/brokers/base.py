@@ -21,7 +21,7 @@ from importlib.metadata import entry_points
 from typing import TYPE_CHECKING, Any, Protocol
 
 from core.clock import ExchangeCalendar
-from core.model import Fill, OrderStatus
+from core.model import Fill, OrderStatus, OrderUpdate
 from core.orders import Order
 
 if TYPE_CHECKING:
@@ -35,21 +35,6 @@ BROKER_ENTRY_POINT_GROUP = "tapedeck.brokers"
 
 class BrokerError(Exception):
     """A broker could not do what was asked; the message is for the trader."""
-
-
-@dataclass(frozen=True, slots=True)
-class OrderUpdate:
-    """The venue changed an order's state (anything but a fill).
-
-    A refused cancel or replace is reported as the state the order went back to
-    (accepted or partially filled) with the refusal as `reason`.
-    """
-
-    client_order_id: str
-    status: OrderStatus
-    ts_ns: int
-    reason: str = ""
-    venue_order_id: str = ""
 
 
 BrokerEvent = OrderUpdate | Fill

@@ -44,7 +44,6 @@ from core.brokers.base import (
     BrokerAccount,
     BrokerContext,
     BrokerError,
-    OrderUpdate,
     Report,
     VenueOrderState,
 )
@@ -57,10 +56,12 @@ from core.model import (
     OrderRequest,
     OrderStatus,
     OrderType,
+    OrderUpdate,
     Quote,
     Side,
     TimeInForce,
     Trade,
+    by_fields,
 )
 from core.orders import Order
 from core.portfolio import ZERO, Portfolio, as_decimal
@@ -83,22 +84,46 @@ BPS = Decimal(10_000)
 
 @dataclass(slots=True)
 class PaperOrder:
-    """The venue's own record of an order."""
+    """The venue's own record of an order. (Its `__init__` is written out to be native
+    when compiled: see `core.model`'s docstring.)"""
 
     client_order_id: str
     venue_order_id: str
     request: OrderRequest
     received_ns: int
-    status: OrderStatus = ACCEPTED
-    filled: Decimal = ZERO
-    fills: int = 0  # how many fills so far: the next fill's id is venue id + count
-    parent_id: str = ""  # a bracket leg's entry
-    legs: tuple[str, ...] = ()  # a bracket entry's legs
-    triggered: bool = False  # a stop whose stop price was reached
-    extreme: float = math.nan  # a trailing stop: the best trade since it arrived
-    expires_ns: int = 0  # day orders: the close of their session; 0 never
-    volume_mark: float = -1.0  # the symbol's day volume at the last chance to fill
-    volume_session: int = 0  # ... and the session that volume belongs to
+    status: OrderStatus
+    filled: Decimal
+    fills: int  # how many fills so far: the next fill's id is venue id + count
+    parent_id: str  # a bracket leg's entry
+    legs: tuple[str, ...]  # a bracket entry's legs
+    triggered: bool  # a stop whose stop price was reached
+    extreme: float  # a trailing stop: the best trade since it arrived
+    expires_ns: int  # day orders: the close of their session; 0 never
+    volume_mark: float  # the symbol's day volume at the last chance to fill
+    volume_session: int  # ... and the session that volume belongs to
+
+    def __init__(self, client_order_id: str, venue_order_id: str, request: OrderRequest,
+                 received_ns: int, status: OrderStatus = ACCEPTED, filled: Decimal = ZERO,
+                 fills: int = 0, parent_id: str = "", legs: tuple[str, ...] = (),
+                 triggered: bool = False, extreme: float = math.nan, expires_ns: int = 0,
+                 volume_mark: float = -1.0, volume_session: int = 0) -> None:
+        self.client_order_id = client_order_id
+        self.venue_order_id = venue_order_id
+        self.request = request
+        self.received_ns = received_ns
+        self.status = status
+        self.filled = filled
+        self.fills = fills
+        self.parent_id = parent_id
+        self.legs = legs
+        self.triggered = triggered
+        self.extreme = extreme
+        self.expires_ns = expires_ns
+        self.volume_mark = volume_mark
+        self.volume_session = volume_session
+
+    def __reduce__(self) -> tuple[type, tuple[Any, ...]]:
+        return by_fields(self)
 
     @property
     def remaining(self) -> Decimal:

@@ -19,10 +19,20 @@ import traceback
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any
+from typing import Any, Final
 
 from core.indicators import Indicator
-from core.model import Bar, Fill, Instrument, OrderRequest, OrderType, Quote, Side, TimeInForce
+from core.model import (
+    Bar,
+    Fill,
+    Instrument,
+    OrderRequest,
+    OrderType,
+    Quote,
+    Side,
+    TimeInForce,
+    by_fields,
+)
 from core.orders import Order
 from core.portfolio import ZERO, Portfolio
 from core.strategies.base import Strategy, StrategyMode, StrategyParams, overrides_on_quote
@@ -38,11 +48,24 @@ _STOP_LIMIT = OrderType.STOP_LIMIT
 _TRADING_MODES = frozenset(mode for mode in StrategyMode if mode.trades)
 
 
-@dataclass(frozen=True, slots=True)
+# The intents, signals and working orders are made once per order: their `__init__` is
+# written out to be native when compiled, with `Final` fields for `frozen=True` (see
+# `core.model`'s docstring).
+
+
+@dataclass(slots=True, unsafe_hash=True)
 class PlaceIntent:
-    ref: str  # the instance's own name for the order until the desk issues its id
-    request: OrderRequest
-    reason: str
+    ref: Final[str]  # the instance's own name for the order until the desk issues its id
+    request: Final[OrderRequest]
+    reason: Final[str]
+
+    def __init__(self, ref: str, request: OrderRequest, reason: str) -> None:
+        self.ref = ref
+        self.request = request
+        self.reason = reason
+
+    def __reduce__(self) -> tuple[type, tuple[Any, ...]]:
+        return by_fields(self)
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,14 +73,26 @@ class CancelIntent:
     ref: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)
 class Signal:
-    instance: str
-    ts_ns: int
-    symbol: str
-    side: Side
-    reason: str
-    acted: bool  # an order went with it (PAPER, LIVE) or not (OBSERVE, or a plain signal)
+    instance: Final[str]
+    ts_ns: Final[int]
+    symbol: Final[str]
+    side: Final[Side]
+    reason: Final[str]
+    acted: Final[bool]  # an order went with it (PAPER, LIVE) or not (OBSERVE, a signal)
+
+    def __init__(self, instance: str, ts_ns: int, symbol: str, side: Side, reason: str,
+                 acted: bool) -> None:
+        self.instance = instance
+        self.ts_ns = ts_ns
+        self.symbol = symbol
+        self.side = side
+        self.reason = reason
+        self.acted = acted
+
+    def __reduce__(self) -> tuple[type, tuple[Any, ...]]:
+        return by_fields(self)
 
 
 Intent = PlaceIntent | CancelIntent | Signal
@@ -69,8 +104,18 @@ class WorkingOrder:
 
     ref: str
     request: OrderRequest
-    client_order_id: str = ""  # once the desk has issued it
-    filled: Decimal = ZERO
+    client_order_id: str  # once the desk has issued it
+    filled: Decimal
+
+    def __init__(self, ref: str, request: OrderRequest, client_order_id: str = "",
+                 filled: Decimal = ZERO) -> None:
+        self.ref = ref
+        self.request = request
+        self.client_order_id = client_order_id
+        self.filled = filled
+
+    def __reduce__(self) -> tuple[type, tuple[Any, ...]]:
+        return by_fields(self)
 
     @property
     def signed_remaining(self) -> Decimal:

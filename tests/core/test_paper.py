@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from core.brokers.base import BrokerContext, BrokerError, OrderUpdate
+from core.brokers.base import BrokerContext, BrokerError
 from core.brokers.paper import PaperVenue
 from core.clock import ExchangeCalendar
 from core.config_trading import PaperSettings
@@ -24,6 +24,7 @@ from core.model import (
     OrderRequest,
     OrderStatus,
     OrderType,
+    OrderUpdate,
     Quote,
     Side,
     TimeInForce,
