@@ -388,11 +388,14 @@ def compute_metrics(days: Sequence[date] | DayArray, equity: FloatArray,
     has_base = previous > 0
     returns = current[has_base] / previous[has_base] - 1.0
     daily_risk_free = (1.0 + risk_free_rate_pct / 100.0) ** (1.0 / periods_per_year) - 1.0
-    excess = returns - daily_risk_free
     annualiser = math.sqrt(periods_per_year)
 
     volatility = _spread(returns)
-    excess_spread = _spread(excess)
+    if daily_risk_free == 0.0:  # the usual case: excess returns are the returns
+        excess, excess_spread = returns, volatility
+    else:
+        excess = returns - daily_risk_free
+        excess_spread = _spread(excess)
     mean_excess = float(np.mean(excess)) if excess.size else NAN
     sharpe = mean_excess / excess_spread * annualiser if excess_spread > 0 else NAN
     downside = (math.sqrt(float(np.mean(np.minimum(returns, 0.0) ** 2)))
