@@ -80,7 +80,9 @@ def test_defaults_are_those_of_the_signature() -> None:
     assert (request.order_type, request.limit_price, request.strategy) == (
         OrderType.MARKET, None, "")
     order = Order("TD-1", request, 0)
-    assert order.status is OrderStatus.PENDING_NEW and order.fill_ids == set()
+    assert order.status is OrderStatus.PENDING_NEW
+    assert order.fill_ids == set()
     assert order.fill_ids is not Order("TD-2", request, 0).fill_ids  # not shared
     paper = PaperOrder("TD-1", "V-1", request, 0)
-    assert paper.status is OrderStatus.ACCEPTED and math.isnan(paper.extreme)
+    assert paper.status is OrderStatus.ACCEPTED
+    assert math.isnan(paper.extreme)
