@@ -310,14 +310,16 @@ def lookback(node: Node) -> int:
         inner = max((lookback(one) for one in node.series), default=1)
         if node.name in ("crosses_above", "crosses_below"):
             return inner + 1
+        # The bars the function itself reads, the current one included: each of them
+        # needs `inner` bars of its input, which overlap but for the first.
         own = int(max(node.parameters, default=1))
         if node.name == "macd_signal":
-            own = int(max(node.parameters[:2]) + node.parameters[2])
-        elif node.name in ("pct_change",):
+            own = int(max(node.parameters[:2]) + node.parameters[2] - 1)
+        elif node.name == "pct_change":
             own += 1
         elif node.name in ("atr", "adx"):
-            own = own * 2 + 1
-        return inner + own
+            own *= 2  # ta's ADX has its first value at bar 2n (ATR's is at n: room to settle)
+        return inner + own - 1
     return max((lookback(one) for one in children(node)), default=0)
 
 

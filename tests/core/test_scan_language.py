@@ -95,9 +95,11 @@ def test_crossings_are_conditions_and_take_values() -> None:
 
 
 def test_lookback_adds_windows_and_bars_ago() -> None:
-    assert parse("close > sma(close, 200)").lookback == 201
-    assert parse("close[5] > highest(high, 20)[1]").lookback == 22
-    assert parse("crosses_above(sma(close, 10), sma(close, 30))").lookback == 32
+    assert parse("close > sma(close, 200)").lookback == 200
+    assert parse("close[5] > highest(high, 20)[1]").lookback == 21
+    assert parse("crosses_above(sma(close, 10), sma(close, 30))").lookback == 31
+    assert parse("rsi(close[3], 14) > 1").lookback == 17
+    assert parse("adx(14) > 20").lookback == 28
 
 
 @pytest.mark.parametrize("text", [
@@ -160,7 +162,7 @@ def test_canonical_text_reads_back_to_the_same_scan(text: str) -> None:
     ("+close > 1", 1, "a leading + is not needed"),
     ("close > 1e99", 9, "a number runs into letters"),
     ("close > 99999999999999999", 9, "larger than any price"),
-    ("close > sma(close, 1000)[1000]", 1, "2,001 bars of history"),
+    ("close > sma(close[1000], 1000)[500]", 1, "2,500 bars of history"),
 ])
 def test_each_error_names_its_column(text: str, column: int, words: str) -> None:
     error = _refused(text)

@@ -1,0 +1,285 @@
+"""The market scanner: a parsed scan (`core.scan_language`) evaluated over a whole
+universe at once (`core.scan_universe`), symbols as columns.
+
+Every node of the tree becomes an array of shape (bars, symbols). Nodes are computed
+once per canonical text, so `sma(close, 200)` written in two conditions, or in a
+condition and the ranking, is computed once. A symbol is scanned only when it has a bar
+on the scan's date and at least the scan's lookback in bars; a comparison with a missing
+value is false (never a match by accident).
+
+The result is the matching symbols at the last row, each with the date it started
+matching (the first bar of its current run of matches), the values behind every
+condition, and its ranking value; sorted by the ranking clause and cut at its limit.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from datetime import date
+from typing import cast
+
+import numpy as np
+import numpy.typing as npt
+
+from core import scan_indicators as ind
+from core.scan_language import parse
+from core.scan_syntax import (
+    Ago,
+    Arithmetic,
+    Call,
+    Comparison,
+    Field,
+    Logical,
+    Negative,
+    Node,
+    Not,
+    Number,
+    Scan,
+    walk,
+)
+from core.scan_universe import UniverseBars, number_day
+
+FloatArray = npt.NDArray[np.float64]
+BoolArray = npt.NDArray[np.bool_]
+Values = FloatArray | BoolArray | float
+
+
+@dataclass(frozen=True, slots=True)
+class Hit:
+    symbol: str
+    since: date  # the first bar of its current run of matches
+    values: dict[str, float]  # the terms behind the conditions, by their text
+    rank: float  # the ranking value (NaN without a ranking clause)
+
+
+@dataclass(slots=True)
+class ScanResult:
+    scan: Scan
+    day: date | None  # the date scanned (None: an empty universe)
+    hits: list[Hit]
+    terms: list[str]  # the texts of `Hit.values`, in the order the scan names them
+    scanned: int  # symbols evaluated
+    skipped: dict[str, str] = field(default_factory=dict)  # symbol -> why not scanned
+    matched: int = 0  # before the limit
+
+
+def scan_text(text: str, bars: UniverseBars) -> ScanResult:
+    return run_scan(parse(text), bars)
+
+
+def run_scan(scan: Scan, bars: UniverseBars) -> ScanResult:
+    evaluator = Evaluator(bars)
+    return evaluator.result(scan)
+
+
+class Evaluator:
+    """Computes nodes over one universe's bars, each canonical text once."""
+
+    def __init__(self, bars: UniverseBars) -> None:
+        self.bars = bars
+        self.cache: dict[str, Values] = {}
+
+    # ------------------------------------------------------------------ the result
+
+    def result(self, scan: Scan) -> ScanResult:
+        bars = self.bars
+        if not bars.symbols or not len(bars.day_numbers):
+            return ScanResult(scan, None, [], [], 0)
+        last_days = bars.last_days
+        scan_day = int(last_days.max())
+        eligible = np.ones(len(bars.symbols), dtype=bool)
+        skipped: dict[str, str] = {}
+        needed = scan.lookback
+        for column, symbol in enumerate(bars.symbols):
+            if last_days[column] != scan_day:
+                eligible[column] = False
+                skipped[symbol] = "no bar on the scan's date"
+            elif bars.lengths[column] < needed:
+                eligible[column] = False
+                skipped[symbol] = f"{bars.lengths[column]} bars of history, the scan needs {needed}"
+        matches = self.boolean(scan.condition)
+        last = matches[-1] & eligible
+        columns = np.flatnonzero(last)
+        terms = condition_terms(scan.condition)
+        term_values = {text: self.numeric(node) for text, node in terms}
+        ranks = self.numeric(scan.sort_by) if scan.sort_by is not None else None
+        hits: list[Hit] = []
+        for column in columns.tolist():
+            run = matches[:, column]
+            misses = np.flatnonzero(~run)
+            start = int(misses[-1]) + 1 if len(misses) else len(run) - int(bars.lengths[column])
+            since = number_day(int(bars.day_numbers[start, column]))
+            values = {text: _last(array, column) for text, array in term_values.items()}
+            rank = _last(ranks, column) if ranks is not None else math.nan
+            hits.append(Hit(bars.symbols[column], since, values, rank))
+        if scan.sort_by is not None:
+            # NaN ranks go last whichever the direction; ties keep the symbol order.
+            sign = -1.0 if scan.descending else 1.0
+            hits.sort(key=lambda hit: (math.isnan(hit.rank), sign * hit.rank
+                                       if not math.isnan(hit.rank) else 0.0, hit.symbol))
+        else:
+            hits.sort(key=lambda hit: hit.symbol)
+        matched = len(hits)
+        if scan.limit is not None:
+            hits = hits[:scan.limit]
+        return ScanResult(scan, number_day(scan_day), hits, [text for text, _ in terms],
+                          int(eligible.sum()), skipped, matched)
+
+    # ------------------------------------------------------------------ nodes
+
+    def value(self, node: Node) -> Values:
+        key = node.render()
+        known = self.cache.get(key)
+        if known is None:
+            known = self.cache[key] = self._compute(node)
+        return known
+
+    def numeric(self, node: Node) -> FloatArray | float:
+        value = self.value(node)
+        if isinstance(value, np.ndarray) and value.dtype == np.bool_:
+            raise TypeError(f"{node.render()} is a condition, not a value")
+        return cast(FloatArray | float, value)
+
+    def boolean(self, node: Node) -> BoolArray:
+        value = self.value(node)
+        if not isinstance(value, np.ndarray) or value.dtype != np.bool_:
+            raise TypeError(f"{node.render()} is a value, not a condition")
+        return cast(BoolArray, value)
+
+    def _compute(self, node: Node) -> Values:
+        bars = self.bars
+        if isinstance(node, Number):
+            return node.value
+        if isinstance(node, Field):
+            return self._field(node.name)
+        if isinstance(node, Ago):
+            inner = self.value(node.operand)
+            if isinstance(inner, np.ndarray) and inner.dtype == np.bool_:
+                shifted = np.zeros_like(inner)
+                if node.bars < len(inner):
+                    shifted[node.bars:] = inner[:len(inner) - node.bars]
+                return shifted
+            return ind.ago(_array(inner, bars), node.bars)
+        if isinstance(node, Negative):
+            return -_as_float(self.numeric(node.operand))
+        if isinstance(node, Arithmetic):
+            left, right = self.numeric(node.left), self.numeric(node.right)
+            with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+                if node.operator == "+":
+                    return np.add(left, right)
+                if node.operator == "-":
+                    return np.subtract(left, right)
+                if node.operator == "*":
+                    return np.multiply(left, right)
+                return np.divide(left, right)
+        if isinstance(node, Comparison):
+            return _compare(node.operator, self.numeric(node.left), self.numeric(node.right))
+        if isinstance(node, Logical):
+            left_bool, right_bool = self.boolean(node.left), self.boolean(node.right)
+            return left_bool & right_bool if node.operator == "and" else left_bool | right_bool
+        if isinstance(node, Not):
+            return ~self.boolean(node.operand)
+        return self._call(node)
+
+    def _field(self, name: str) -> FloatArray:
+        bars = self.bars
+        if name in ("open", "high", "low", "close", "volume"):
+            return bars.field(name)
+        if name == "vwap":
+            # Daily history keeps no prints: the day's typical price stands in for them.
+            return (bars.high + bars.low + bars.close) / 3.0
+        if name == "change":
+            return bars.close - ind.ago(bars.close, 1)
+        return ind.pct_change(bars.close, 1)
+
+    def _call(self, node: Call) -> Values:
+        bars = self.bars
+        name, parameters = node.name, node.parameters
+        if name in ("crosses_above", "crosses_below"):
+            a = self.numeric(node.series[0])
+            b = self.numeric(node.series[1])
+            a_before, b_before = _before(a, bars), _before(b, bars)
+            if name == "crosses_above":
+                return _compare(">", a, b) & _compare("<=", a_before, b_before)
+            return _compare("<", a, b) & _compare(">=", a_before, b_before)
+        window = int(parameters[0]) if parameters else 0
+        if name == "atr":
+            return ind.atr(bars.high, bars.low, bars.close, window)
+        if name == "adx":
+            return ind.adx(bars.high, bars.low, bars.close, window)
+        if name == "stoch":
+            return ind.stochastic(bars.high, bars.low, bars.close, window)
+        source = _array(self.numeric(node.series[0]), bars)
+        if name in ("sma", "avg"):
+            return ind.sma(source, window)
+        if name == "ema":
+            return ind.ema(source, window)
+        if name == "rsi":
+            return ind.rsi(source, window)
+        if name == "highest":
+            return ind.highest(source, window)
+        if name == "lowest":
+            return ind.lowest(source, window)
+        if name == "pct_change":
+            return ind.pct_change(source, window)
+        if name == "macd":
+            return ind.macd(source, window, int(parameters[1]))
+        if name == "macd_signal":
+            return ind.macd_signal(source, window, int(parameters[1]), int(parameters[2]))
+        upper, lower, width = ind.bollinger(source, window, parameters[1])
+        return {"bbands_upper": upper, "bbands_lower": lower, "bbands_width": width}[name]
+
+
+def condition_terms(condition: Node) -> list[tuple[str, Node]]:
+    """The values a condition compares, by text, in the order the scan names them:
+    what a results table shows beside each hit. Constants are left out."""
+    seen: dict[str, Node] = {}
+    for node in walk(condition):
+        operands: tuple[Node, ...] = ()
+        if isinstance(node, Comparison):
+            operands = (node.left, node.right)
+        elif isinstance(node, Call) and node.kind == "boolean":
+            operands = node.series
+        for operand in operands:
+            if not isinstance(operand, Number):
+                seen.setdefault(operand.render(), operand)
+    return list(seen.items())
+
+
+def _compare(operator: str, left: FloatArray | float, right: FloatArray | float) -> BoolArray:
+    with np.errstate(invalid="ignore"):
+        if operator == "<":
+            result = np.less(left, right)
+        elif operator == "<=":
+            result = np.less_equal(left, right)
+        elif operator == ">":
+            result = np.greater(left, right)
+        elif operator == ">=":
+            result = np.greater_equal(left, right)
+        elif operator == "==":
+            result = np.equal(left, right)
+        else:
+            # NaN != anything is true in IEEE arithmetic: a missing value matches nothing.
+            result = np.not_equal(left, right) & ~(np.isnan(left) | np.isnan(right))
+    return np.asarray(result, dtype=np.bool_)
+
+
+def _before(value: FloatArray | float, bars: UniverseBars) -> FloatArray | float:
+    return value if not isinstance(value, np.ndarray) else ind.ago(value, 1)
+
+
+def _array(value: Values, bars: UniverseBars) -> FloatArray:
+    if isinstance(value, np.ndarray):
+        return value.astype(np.float64, copy=False)
+    return np.full(bars.close.shape, float(value))
+
+
+def _as_float(value: FloatArray | float) -> FloatArray | float:
+    return value if not isinstance(value, np.ndarray) else value.astype(np.float64, copy=False)
+
+
+def _last(value: FloatArray | float, column: int) -> float:
+    if isinstance(value, np.ndarray):
+        return float(value[-1, column])
+    return float(value)
