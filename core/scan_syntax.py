@@ -203,7 +203,7 @@ class Arithmetic:
         return "number" if both == ("number", "number") else "series"
 
     def render(self) -> str:
-        return f"({self.left.render()} {self.operator} {self.right.render()})"
+        return _infix(self.left, self.operator, self.right)
 
 
 @dataclass(frozen=True, slots=True)
@@ -218,7 +218,7 @@ class Comparison:
         return "boolean"
 
     def render(self) -> str:
-        return f"({self.left.render()} {self.operator} {self.right.render()})"
+        return _infix(self.left, self.operator, self.right)
 
 
 @dataclass(frozen=True, slots=True)
@@ -233,7 +233,7 @@ class Logical:
         return "boolean"
 
     def render(self) -> str:
-        return f"({self.left.render()} {self.operator} {self.right.render()})"
+        return _infix(self.left, self.operator, self.right)
 
 
 @dataclass(frozen=True, slots=True)
@@ -321,6 +321,11 @@ def lookback(node: Node) -> int:
             own *= 2  # ta's ADX has its first value at bar 2n (ATR's is at n: room to settle)
         return inner + own - 1
     return max((lookback(one) for one in children(node)), default=0)
+
+
+def _infix(left: Node, operator: str, right: Node) -> str:
+    # Always bracketed: the canonical text never leans on precedence.
+    return f"({left.render()} {operator} {right.render()})"
 
 
 def number_text(value: float) -> str:

@@ -15,6 +15,7 @@ condition, and its ranking value; sorted by the ranking clause and cut at its li
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date
 from typing import cast
@@ -79,6 +80,7 @@ class Evaluator:
     def __init__(self, bars: UniverseBars) -> None:
         self.bars = bars
         self.cache: dict[str, Values] = {}
+        self.bands: dict[tuple[str, int, float], tuple[FloatArray, FloatArray, FloatArray]] = {}
 
     # ------------------------------------------------------------------ the result
 
@@ -162,7 +164,7 @@ class Evaluator:
                 return shifted
             return ind.ago(_array(inner, bars), node.bars)
         if isinstance(node, Negative):
-            return -_as_float(self.numeric(node.operand))
+            return np.negative(self.numeric(node.operand))
         if isinstance(node, Arithmetic):
             left, right = self.numeric(node.left), self.numeric(node.right)
             with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
@@ -199,7 +201,7 @@ class Evaluator:
         if name in ("crosses_above", "crosses_below"):
             a = self.numeric(node.series[0])
             b = self.numeric(node.series[1])
-            a_before, b_before = _before(a, bars), _before(b, bars)
+            a_before, b_before = _before(a), _before(b)
             if name == "crosses_above":
                 return _compare(">", a, b) & _compare("<=", a_before, b_before)
             return _compare("<", a, b) & _compare(">=", a_before, b_before)
@@ -211,24 +213,29 @@ class Evaluator:
         if name == "stoch":
             return ind.stochastic(bars.high, bars.low, bars.close, window)
         source = _array(self.numeric(node.series[0]), bars)
-        if name in ("sma", "avg"):
-            return ind.sma(source, window)
-        if name == "ema":
-            return ind.ema(source, window)
-        if name == "rsi":
-            return ind.rsi(source, window)
-        if name == "highest":
-            return ind.highest(source, window)
-        if name == "lowest":
-            return ind.lowest(source, window)
-        if name == "pct_change":
-            return ind.pct_change(source, window)
+        windowed = _ONE_WINDOW.get(name)
+        if windowed is not None:
+            return windowed(source, window)
         if name == "macd":
             return ind.macd(source, window, int(parameters[1]))
         if name == "macd_signal":
-            return ind.macd_signal(source, window, int(parameters[1]), int(parameters[2]))
-        upper, lower, width = ind.bollinger(source, window, parameters[1])
+            # The MACD line it smooths is a node of its own: shared with a macd(...) beside it.
+            line = self.numeric(Call("macd", node.series, parameters[:2], node.column))
+            return ind.ema(_array(line, bars), int(parameters[2]))
+        # The three bands of one source and window are computed together, once.
+        key = (node.series[0].render(), window, parameters[1])
+        bands = self.bands.get(key)
+        if bands is None:
+            bands = self.bands[key] = ind.bollinger(source, window, parameters[1])
+        upper, lower, width = bands
         return {"bbands_upper": upper, "bbands_lower": lower, "bbands_width": width}[name]
+
+
+# The functions of one series and a window, by name.
+_ONE_WINDOW: dict[str, Callable[[FloatArray, int], FloatArray]] = {
+    "sma": ind.sma, "avg": ind.sma, "ema": ind.ema, "rsi": ind.rsi,
+    "highest": ind.highest, "lowest": ind.lowest, "pct_change": ind.pct_change,
+}
 
 
 def condition_terms(condition: Node) -> list[tuple[str, Node]]:
@@ -265,7 +272,7 @@ def _compare(operator: str, left: FloatArray | float, right: FloatArray | float)
     return np.asarray(result, dtype=np.bool_)
 
 
-def _before(value: FloatArray | float, bars: UniverseBars) -> FloatArray | float:
+def _before(value: FloatArray | float) -> FloatArray | float:
     return value if not isinstance(value, np.ndarray) else ind.ago(value, 1)
 
 
@@ -273,10 +280,6 @@ def _array(value: Values, bars: UniverseBars) -> FloatArray:
     if isinstance(value, np.ndarray):
         return value.astype(np.float64, copy=False)
     return np.full(bars.close.shape, float(value))
-
-
-def _as_float(value: FloatArray | float) -> FloatArray | float:
-    return value if not isinstance(value, np.ndarray) else value.astype(np.float64, copy=False)
 
 
 def _last(value: FloatArray | float, column: int) -> float:

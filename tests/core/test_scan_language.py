@@ -227,7 +227,9 @@ _ALPHABET = st.sampled_from(
 def test_random_text_parses_or_is_refused_never_crashes(text: str) -> None:
     outcome = _outcome(text)
     if isinstance(outcome, ScanError):
+        # The caret lands inside the text, or just after it for "the end of the scan".
         assert 1 <= outcome.column <= len(text) + 1
+        assert outcome.pointer(text).splitlines()[-1].index("^") == outcome.column - 1
     else:
         assert parse(outcome.render()).render() == outcome.render()
 
