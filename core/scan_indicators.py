@@ -135,6 +135,11 @@ def lowest(values: FloatArray, window: int) -> FloatArray:
 
 
 def rsi(close: FloatArray, window: int) -> FloatArray:
+    return rsi_value(*rsi_averages(close, window))
+
+
+def rsi_averages(close: FloatArray, window: int) -> tuple[FloatArray, FloatArray]:
+    """The smoothed gains and losses RSI is the ratio of (the state a live update steps)."""
     change = np.full_like(close, NAN)
     change[1:] = close[1:] - close[:-1]
     missing = np.isnan(close)
@@ -146,9 +151,26 @@ def rsi(close: FloatArray, window: int) -> FloatArray:
     down[missing] = NAN
     mean_up = _ewm(up, window - 1.0, window)  # alpha 1/n is a centre of mass n - 1
     mean_down = _ewm(down, window - 1.0, window)
+    return mean_up, mean_down
+
+
+def rsi_value(mean_up: FloatArray, mean_down: FloatArray) -> FloatArray:
     with np.errstate(divide="ignore", invalid="ignore"):
         strength = mean_up / mean_down
-        return np.where(mean_down == 0, 100.0, 100.0 - 100.0 / (1.0 + strength))
+        result: FloatArray = np.where(mean_down == 0, 100.0, 100.0 - 100.0 / (1.0 + strength))
+    return result
+
+
+def ewm_step(previous: FloatArray, value: FloatArray, centre_of_mass: float) -> FloatArray:
+    """One more row of `ewm(com=..., adjust=False).mean()` from the row before, written
+    as pandas' kernel writes it (its weights, its order of operations, and its keeping
+    the previous value when the new one equals it or is missing)."""
+    alpha = 1.0 / (1.0 + centre_of_mass)
+    old_weight = 1.0 - alpha
+    with np.errstate(invalid="ignore"):
+        stepped = (old_weight * previous + alpha * value) / (old_weight + alpha)
+        result: FloatArray = np.where(np.isnan(value) | (previous == value), previous, stepped)
+    return result
 
 
 def macd(close: FloatArray, fast: int, slow: int) -> FloatArray:
@@ -234,46 +256,69 @@ def _smoothed(values: FloatArray, ages: npt.NDArray[np.int64], seed_age: int, fi
 
 
 def atr(high: FloatArray, low: FloatArray, close: FloatArray, window: int) -> FloatArray:
-    previous = ago(close, 1)
-    with np.errstate(invalid="ignore"):
-        # pandas' max(axis=1) skips the missing previous close of the first bar.
-        true_range = np.fmax(high - low, np.fmax(np.abs(high - previous),
-                                                 np.abs(low - previous)))
+    ranges = true_range(high, low, ago(close, 1))
     ages = _ages(close)
     # The first value is the plain mean of the first n true ranges.
-    out = _smoothed(true_range, ages, window - 1, 0, window)
+    out = _smoothed(ranges, ages, window - 1, 0, window)
     out[(ages >= 0) & (ages < window - 1)] = 0.0
     return out
 
 
+def true_range(high: FloatArray, low: FloatArray, previous_close: FloatArray) -> FloatArray:
+    with np.errstate(invalid="ignore"):
+        # pandas' max(axis=1) skips the missing previous close of the first bar.
+        result: FloatArray = np.fmax(high - low, np.fmax(np.abs(high - previous_close),
+                                                         np.abs(low - previous_close)))
+    return result
+
+
 def adx(high: FloatArray, low: FloatArray, close: FloatArray, window: int) -> FloatArray:
+    return adx_parts(high, low, close, window)[0]
+
+
+def adx_parts(high: FloatArray, low: FloatArray, close: FloatArray, window: int
+              ) -> tuple[FloatArray, tuple[FloatArray, FloatArray, FloatArray]]:
     """`ta.trend.ADXIndicator(...).adx()`: the range and the directional movements are
     summed over bars 1 to n (bar 0 has no previous close), then Wilder-smoothed as
     sums; their ratios give the directional index, whose first value is the mean of n
-    and which is smoothed in turn. 0 before bar 2n - 1, as in `ta`."""
-    previous_close = ago(close, 1)
-    with np.errstate(invalid="ignore"):
-        movement = np.maximum(high, previous_close) - np.minimum(low, previous_close)
-        up = high - ago(high, 1)
-        down = ago(low, 1) - low
-        positive = np.where((up > down) & (up > 0), up, 0.0)
-        negative = np.where((down > up) & (down > 0), down, 0.0)
+    and which is smoothed in turn. 0 before bar 2n - 1, as in `ta`. With the ADX come
+    the three smoothed sums (the state a live update steps)."""
+    movement, positive, negative = directional_movement(high, low, ago(high, 1), ago(low, 1),
+                                                        ago(close, 1))
     ages = _ages(close)
     positive[ages < 1] = NAN
     negative[ages < 1] = NAN
-    sums = []
-    for series in (movement, positive, negative):
-        # ta's smoothed sum, S = S - S / n + x from the sum of bars 1 to n, is n times
-        # an exponential mean with alpha 1/n from their mean: n cancels in the ratios.
-        sums.append(_smoothed(series, ages, window, 1, window))
-    ranges, plus_sums, minus_sums = sums
-    with np.errstate(divide="ignore", invalid="ignore"):
-        plus = np.where(ranges != 0, 100 * (plus_sums / ranges), 0.0)
-        minus = np.where(ranges != 0, 100 * (minus_sums / ranges), 0.0)
-        total = plus + minus
-        directional = np.where(total != 0, 100 * np.abs((plus - minus) / total), 0.0)
+    # ta's smoothed sum, S = S - S / n + x from the sum of bars 1 to n, is n times an
+    # exponential mean with alpha 1/n from their mean: n cancels in the ratios.
+    ranges, plus_sums, minus_sums = (_smoothed(series, ages, window, 1, window)
+                                     for series in (movement, positive, negative))
+    directional = directional_index(ranges, plus_sums, minus_sums)
     directional[ages < window] = NAN
     first = 2 * window - 1
     out = _smoothed(directional, ages, first, window, window)
     out[(ages >= 0) & (ages < first)] = 0.0
-    return out
+    return out, (ranges, plus_sums, minus_sums)
+
+
+def directional_movement(high: FloatArray, low: FloatArray, previous_high: FloatArray,
+                         previous_low: FloatArray, previous_close: FloatArray
+                         ) -> tuple[FloatArray, FloatArray, FloatArray]:
+    """The true range and the positive and negative directional movements (any shape:
+    whole arrays, or one row against the row before)."""
+    with np.errstate(invalid="ignore"):
+        movement = np.maximum(high, previous_close) - np.minimum(low, previous_close)
+        up = high - previous_high
+        down = previous_low - low
+        positive = np.where((up > down) & (up > 0), up, 0.0)
+        negative = np.where((down > up) & (down > 0), down, 0.0)
+    return movement, positive, negative
+
+
+def directional_index(ranges: FloatArray, plus_sums: FloatArray, minus_sums: FloatArray
+                      ) -> FloatArray:
+    with np.errstate(divide="ignore", invalid="ignore"):
+        plus = np.where(ranges != 0, 100 * (plus_sums / ranges), 0.0)
+        minus = np.where(ranges != 0, 100 * (minus_sums / ranges), 0.0)
+        total = plus + minus
+        result: FloatArray = np.where(total != 0, 100 * np.abs((plus - minus) / total), 0.0)
+    return result

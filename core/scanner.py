@@ -52,6 +52,7 @@ class Hit:
     since: date  # the first bar of its current run of matches
     values: dict[str, float]  # the terms behind the conditions, by their text
     rank: float  # the ranking value (NaN without a ranking clause)
+    as_of: date  # the date of the bar the values are from (a live scan: today or the last close)
 
 
 @dataclass(slots=True)
@@ -80,19 +81,30 @@ class Evaluator:
     def __init__(self, bars: UniverseBars) -> None:
         self.bars = bars
         self.cache: dict[str, Values] = {}
+        self.nodes: dict[str, Node] = {}  # by text, children before their parents
+        # The hidden state of the recursive indicators that is not their own value:
+        # RSI's smoothed gains and losses, ADX's smoothed sums (a live update steps them).
+        self.states: dict[str, tuple[FloatArray, ...]] = {}
         self.bands: dict[tuple[str, int, float], tuple[FloatArray, FloatArray, FloatArray]] = {}
 
     # ------------------------------------------------------------------ the result
 
-    def result(self, scan: Scan) -> ScanResult:
+    def prepare(self, scan: Scan) -> None:
+        """Compute every node the scan's result reads."""
+        self.boolean(scan.condition)
+        for _, node in condition_terms(scan.condition):
+            self.value(node)
+        if scan.sort_by is not None:
+            self.value(scan.sort_by)
+
+    def eligibility(self, needed: int) -> tuple[int, BoolArray, dict[str, str]]:
+        """The day scanned, the symbols scanned on it, and why the others are not: a
+        symbol needs a bar on the latest date and `needed` bars of history."""
         bars = self.bars
-        if not bars.symbols or not len(bars.day_numbers):
-            return ScanResult(scan, None, [], [], 0)
         last_days = bars.last_days
         scan_day = int(last_days.max())
         eligible = np.ones(len(bars.symbols), dtype=bool)
         skipped: dict[str, str] = {}
-        needed = scan.lookback
         for column, symbol in enumerate(bars.symbols):
             if last_days[column] != scan_day:
                 eligible[column] = False
@@ -100,6 +112,16 @@ class Evaluator:
             elif bars.lengths[column] < needed:
                 eligible[column] = False
                 skipped[symbol] = f"{bars.lengths[column]} bars of history, the scan needs {needed}"
+        return scan_day, eligible, skipped
+
+    def result(self, scan: Scan,
+               eligibility: tuple[int, BoolArray, dict[str, str]] | None = None) -> ScanResult:
+        """The hits at the last row; `eligibility` (the day scanned, the symbols
+        scanned, why the others are not) defaults to `self.eligibility(...)`."""
+        bars = self.bars
+        if not bars.symbols or not len(bars.day_numbers):
+            return ScanResult(scan, None, [], [], 0)
+        scan_day, eligible, skipped = eligibility or self.eligibility(scan.lookback)
         matches = self.boolean(scan.condition)
         last = matches[-1] & eligible
         columns = np.flatnonzero(last)
@@ -114,7 +136,8 @@ class Evaluator:
             since = number_day(int(bars.day_numbers[start, column]))
             values = {text: _last(array, column) for text, array in term_values.items()}
             rank = _last(ranks, column) if ranks is not None else math.nan
-            hits.append(Hit(bars.symbols[column], since, values, rank))
+            as_of = number_day(int(bars.day_numbers[-1, column]))
+            hits.append(Hit(bars.symbols[column], since, values, rank, as_of))
         if scan.sort_by is not None:
             # NaN ranks go last whichever the direction; ties keep the symbol order.
             sign = -1.0 if scan.descending else 1.0
@@ -135,6 +158,7 @@ class Evaluator:
         known = self.cache.get(key)
         if known is None:
             known = self.cache[key] = self._compute(node)
+            self.nodes[key] = node
         return known
 
     def numeric(self, node: Node) -> FloatArray | float:
@@ -176,7 +200,7 @@ class Evaluator:
                     return np.multiply(left, right)
                 return np.divide(left, right)
         if isinstance(node, Comparison):
-            return _compare(node.operator, self.numeric(node.left), self.numeric(node.right))
+            return compare(node.operator, self.numeric(node.left), self.numeric(node.right))
         if isinstance(node, Logical):
             left_bool, right_bool = self.boolean(node.left), self.boolean(node.right)
             return left_bool & right_bool if node.operator == "and" else left_bool | right_bool
@@ -203,21 +227,30 @@ class Evaluator:
             b = self.numeric(node.series[1])
             a_before, b_before = _before(a), _before(b)
             if name == "crosses_above":
-                return _compare(">", a, b) & _compare("<=", a_before, b_before)
-            return _compare("<", a, b) & _compare(">=", a_before, b_before)
+                return compare(">", a, b) & compare("<=", a_before, b_before)
+            return compare("<", a, b) & compare(">=", a_before, b_before)
         window = int(parameters[0]) if parameters else 0
         if name == "atr":
             return ind.atr(bars.high, bars.low, bars.close, window)
         if name == "adx":
-            return ind.adx(bars.high, bars.low, bars.close, window)
+            value, sums = ind.adx_parts(bars.high, bars.low, bars.close, window)
+            self.states[node.render()] = sums
+            return value
         if name == "stoch":
             return ind.stochastic(bars.high, bars.low, bars.close, window)
         source = _array(self.numeric(node.series[0]), bars)
+        if name == "rsi":
+            averages = ind.rsi_averages(source, window)
+            self.states[node.render()] = averages
+            return ind.rsi_value(*averages)
         windowed = _ONE_WINDOW.get(name)
         if windowed is not None:
             return windowed(source, window)
         if name == "macd":
-            return ind.macd(source, window, int(parameters[1]))
+            # Its two averages are nodes of their own: shared with an ema(...) beside it.
+            fast, slow = (self.numeric(Call("ema", node.series, (one,), node.column))
+                          for one in parameters[:2])
+            return np.subtract(fast, slow)
         if name == "macd_signal":
             # The MACD line it smooths is a node of its own: shared with a macd(...) beside it.
             line = self.numeric(Call("macd", node.series, parameters[:2], node.column))
@@ -233,7 +266,7 @@ class Evaluator:
 
 # The functions of one series and a window, by name.
 _ONE_WINDOW: dict[str, Callable[[FloatArray, int], FloatArray]] = {
-    "sma": ind.sma, "avg": ind.sma, "ema": ind.ema, "rsi": ind.rsi,
+    "sma": ind.sma, "avg": ind.sma, "ema": ind.ema,
     "highest": ind.highest, "lowest": ind.lowest, "pct_change": ind.pct_change,
 }
 
@@ -254,7 +287,7 @@ def condition_terms(condition: Node) -> list[tuple[str, Node]]:
     return list(seen.items())
 
 
-def _compare(operator: str, left: FloatArray | float, right: FloatArray | float) -> BoolArray:
+def compare(operator: str, left: FloatArray | float, right: FloatArray | float) -> BoolArray:
     with np.errstate(invalid="ignore"):
         if operator == "<":
             result = np.less(left, right)
