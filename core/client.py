@@ -19,6 +19,8 @@ from core.desk_views import order_view
 from core.engine import Engine
 from core.model import Bar, Instrument, OrderRequest, TradingState
 from core.risk import RiskDecision
+from core.saved_scans import SavedScan
+from core.scan_service import ScanView
 from core.state import (
     ChangeCursor,
     CommandError,
@@ -141,6 +143,22 @@ class EngineClient(ABC):
     @abstractmethod
     async def backtest_run(self, run_id: int) -> SavedRun | None: ...
 
+    # -- the scanner (run by the engine, so it keeps scanning with no screen attached)
+
+    @abstractmethod
+    async def set_scan(self, text: str, universe: str) -> ScanView:
+        """Make a scan the active one; CommandError (with the column) for a scan that
+        does not parse or a universe that does not resolve."""
+
+    @abstractmethod
+    async def clear_scan(self) -> None: ...
+
+    @abstractmethod
+    async def save_scan(self, name: str, text: str, universe: str) -> SavedScan: ...
+
+    @abstractmethod
+    async def delete_scan(self, name: str) -> None: ...
+
 
 class InProcessEngineClient(EngineClient):
     def __init__(self, engine: Engine) -> None:
@@ -249,5 +267,23 @@ class InProcessEngineClient(EngineClient):
     async def backtest_run(self, run_id: int) -> SavedRun | None:
         try:
             return await load_run(self.engine.store, run_id)
+        except StoreError as err:
+            raise CommandError(str(err)) from err
+
+    async def set_scan(self, text: str, universe: str) -> ScanView:
+        return await self.engine.set_scan(text, universe)
+
+    async def clear_scan(self) -> None:
+        await self.engine.clear_scan()
+
+    async def save_scan(self, name: str, text: str, universe: str) -> SavedScan:
+        try:
+            return await self.engine.save_scan(name, text, universe)
+        except StoreError as err:
+            raise CommandError(str(err)) from err
+
+    async def delete_scan(self, name: str) -> None:
+        try:
+            await self.engine.delete_scan(name)
         except StoreError as err:
             raise CommandError(str(err)) from err

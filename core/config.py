@@ -215,6 +215,20 @@ class LoggingSettings(Section):
     )
 
 
+class ScannerSettings(Section):
+    refresh_s: float = Field(
+        default=1.0, ge=0.1, le=3600,
+        description="Seconds between live rescans (each reads only the newest bars).")
+    hit_debounce_s: float = Field(
+        default=900.0, ge=0,
+        description="A symbol that starts matching again within this many seconds is not "
+                    "announced again.")
+    stream_limit: int = Field(
+        default=100, ge=0, le=2000,
+        description="Universes up to this many symbols stream live; larger ones scan "
+                    "the streamed symbols live and the rest on their last close.")
+
+
 class Settings(Section):
     feed: FeedSettings = Field(default_factory=FeedSettings)
     replay: ReplaySettings = Field(default_factory=ReplaySettings)
@@ -226,6 +240,7 @@ class Settings(Section):
     paper: PaperSettings = Field(default_factory=PaperSettings)
     risk: RiskSettings = Field(default_factory=RiskSettings)
     strategies: StrategySettings = Field(default_factory=StrategySettings)
+    scanner: ScannerSettings = Field(default_factory=ScannerSettings)
     keys: dict[str, Annotated[str, Field(min_length=1)]] = Field(
         default_factory=dict,
         description='Key bindings, binding id = key; e.g. "watchlist.add" = "a".',

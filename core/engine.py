@@ -39,6 +39,8 @@ from core.model import (
     is_well_formed_symbol,
     normalize_symbol,
 )
+from core.saved_scans import SavedScan
+from core.scan_service import ScanService, ScanView
 from core.state import (
     ChangeCursor,
     CommandError,
@@ -108,6 +110,8 @@ class Engine:
         self.strategies = StrategyHost(
             strategies, store, self.desk, self.market, calendar=self.calendar,
             now_ns=self.market_now_ns, log_line=self.log, ensure_symbol=self.ensure_symbol)
+        self.scanner = ScanService(settings.scanner, feed, self.market, store, self.bus,
+                                   self.calendar, lambda: self.watchlists, self.log)
 
     def market_now_ns(self) -> int:
         """The market clock (the replay's, for a replay; it swaps clocks on a seek)."""
@@ -138,6 +142,7 @@ class Engine:
         await self._load_watchlists()
         await self.desk.load()
         await self.strategies.load()
+        await self.scanner.load()
         symbols = self.subscribed_symbols()
         await self._ensure_states(symbols)
         await self.strategies.start(self.feed)
@@ -159,6 +164,7 @@ class Engine:
         ]
         await self.desk.start()
         await self.strategies.begin_sending()
+        await self.scanner.start()
         self.log(LogLevel.INFO, "engine",
                  f"{self.feed.name} feed, {len(symbols)} symbols, database {self.store.path.name}")
 
@@ -182,6 +188,8 @@ class Engine:
             with contextlib.suppress(BaseException):
                 await task
         self._tasks = []
+        with contextlib.suppress(Exception):
+            await self.scanner.stop()
         with contextlib.suppress(Exception):
             await self.strategies.stop()
         with contextlib.suppress(Exception):
@@ -226,7 +234,8 @@ class Engine:
         bars = {symbol: list(state.minute_bars) for symbol, state in states.items()}
         desk = self.desk
         cursor = ChangeCursor(self.market.seq, self.market.bar_seq, self._last_log_seq(),
-                              self._watchlist_version, desk.order_seq, len(desk.fills))
+                              self._watchlist_version, desk.order_seq, len(desk.fills),
+                              self.scanner.view.version)
         return EngineSnapshot(
             rows=rows,
             session_bars=bars,
@@ -240,6 +249,7 @@ class Engine:
             account=desk.account(),
             risk=desk.risk_view(),
             strategies=self.strategies.views(),
+            scan=self.scanner.view,
         )
 
     def changes(self, cursor: ChangeCursor) -> EngineDelta:
@@ -264,10 +274,13 @@ class Engine:
         fills = desk.fills[cursor.fill_count:]
         cursor.order_seq = desk.order_seq
         cursor.fill_count = len(desk.fills)
+        scan = self.scanner.view
+        changed_scan = scan if scan.version != cursor.scan_version else None
+        cursor.scan_version = scan.version
         return EngineDelta(rows, bars, building, logs, self.status(), watchlists, resync,
                            orders=orders, fills=fills, positions=desk.positions(),
                            account=desk.account(), risk=desk.risk_view(),
-                           strategies=self.strategies.views())
+                           strategies=self.strategies.views(), scan=changed_scan)
 
     def _last_log_seq(self) -> int:
         return self._logs[-1][0] if self._logs else 0
@@ -292,6 +305,8 @@ class Engine:
         for symbol in self.desk.symbols_in_use():
             seen[symbol] = None
         for symbol in self.strategies.symbols():
+            seen[symbol] = None
+        for symbol in self.scanner.streamed_symbols():
             seen[symbol] = None
         return list(seen)
 
@@ -449,6 +464,32 @@ class Engine:
         self.log(LogLevel.INFO, "watchlist", f"deleted watchlist {name}")
 
     # ------------------------------------------------------------------ data
+
+    # ------------------------------------------------------------------ the scanner
+
+    async def set_scan(self, text: str, universe: str) -> ScanView:
+        view = await self.scanner.set_scan(text, universe)
+        await self._stream_new_symbols(self.scanner.streamed_symbols())
+        return view
+
+    async def clear_scan(self) -> None:
+        await self.scanner.clear_scan()
+
+    async def save_scan(self, name: str, text: str, universe: str) -> SavedScan:
+        return await self.scanner.save(name, text, universe)
+
+    async def delete_scan(self, name: str) -> None:
+        await self.scanner.delete(name)
+
+    async def _stream_new_symbols(self, symbols: Sequence[str]) -> None:
+        """Track and stream those of `symbols` the engine does not stream yet."""
+        new = [symbol for symbol in symbols if symbol not in self.market.states]
+        if not new:
+            return
+        unknown = set(await self._ensure_states(new))
+        known = [symbol for symbol in new if symbol not in unknown]
+        if known:
+            await self.feed.subscribe(known)
 
     def search(self, text: str, limit: int = 20) -> list[Instrument]:
         return self.feed.search(normalize_symbol(text), limit)

@@ -26,9 +26,12 @@ from core.clock import Clock
 from core.model import FeedState, Instrument, MarketEvent
 
 if TYPE_CHECKING:
+    from datetime import date
+
     import pandas as pd
 
     from core.config import Settings
+    from core.scan_universe import UniverseBars
 
 log = logging.getLogger(__name__)
 
@@ -111,6 +114,23 @@ class ReplayControl(Protocol):
 
     def describe(self) -> str:
         """One line for the status bar: position and speed."""
+        ...
+
+
+@runtime_checkable
+class UniverseSource(Protocol):
+    """A feed that hands the scanner a whole universe's daily bars in one call (the
+    replay, from its bundle), instead of one history request per symbol."""
+
+    def universe_symbols(self) -> list[str]:
+        """Every symbol the feed can serve this way (the scanner's 'bundled' universe);
+        empty when it has none."""
+        ...
+
+    async def daily_universe(self, symbols: Sequence[str] | None) -> tuple[UniverseBars, date]:
+        """The completed sessions' daily bars of `symbols` (all of `universe_symbols()`
+        for None), adjusted for splits and dividends as of the session that is next to
+        complete, and that session (the scanner's 'today'). Never beyond the clock."""
         ...
 
 

@@ -149,4 +149,14 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (run_id, seq)
     );
     """,
+    # v5: saved scans (the scanner's own, beside its presets).
+    """
+    CREATE TABLE saved_scans (
+        name TEXT PRIMARY KEY COLLATE NOCASE,
+        text TEXT NOT NULL,
+        universe TEXT NOT NULL,
+        created INTEGER NOT NULL,
+        updated INTEGER NOT NULL
+    );
+    """,
 ]

@@ -12,7 +12,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from core.model import (
     NS_PER_SECOND,
@@ -30,6 +30,9 @@ from core.model import (
     TradingState,
 )
 from core.risk import LimitUse
+
+if TYPE_CHECKING:
+    from core.scan_service import ScanView
 
 MINUTE_NS = 60 * NS_PER_SECOND
 NAN = math.nan
@@ -301,6 +304,7 @@ class ChangeCursor:
     watchlist_version: int = -1
     order_seq: int = 0
     fill_count: int = 0
+    scan_version: int = -1
 
 
 @dataclass(frozen=True, slots=True)
@@ -324,6 +328,7 @@ class EngineDelta:
     account: AccountView | None = None
     risk: RiskView | None = None
     strategies: Sequence[StrategyView] = ()  # every instance, marked now
+    scan: ScanView | None = None  # the scanner, when it changed
 
 
 @dataclass(frozen=True, slots=True)
@@ -340,3 +345,4 @@ class EngineSnapshot:
     account: AccountView | None = None
     risk: RiskView | None = None
     strategies: list[StrategyView] = field(default_factory=list)
+    scan: ScanView | None = None

@@ -36,10 +36,12 @@ from core.model import (
     Trade,
     is_well_formed_symbol,
 )
+from core.scan_universe import UniverseBars
 from data.bundle import BundledDailyBars, UnknownSymbolError
 from data.intraday import DayPath, day_seed, synthesize_day
 from data.replay_symbol import DailyArrays, ReplaySymbol
 from data.synthetic import SyntheticDailyBars
+from data.universe import universe_bars
 
 if TYPE_CHECKING:
     from core.config import Settings
@@ -191,6 +193,25 @@ class ReplayFeed:
         if self._synthetic is not None and is_well_formed_symbol(symbol):
             return self._synthetic.load(symbol, SYNTHETIC_EPOCH, self._last_session), "sim"
         return None
+
+    # ------------------------------------------------------------------ the scanner
+
+    def universe_symbols(self) -> list[str]:
+        return sorted(self._bundle_symbols)
+
+    async def daily_universe(self, symbols: Sequence[str] | None) -> tuple[UniverseBars, date]:
+        session = self._session
+        if self.clock.now_ns() >= self._close_ns:
+            # After the bell the session's bars are complete: the next one is "today".
+            through, session = session, self.calendar.next_session(session)
+        else:
+            through = self.calendar.previous_session(session)
+        bundle = self._bundle
+        if bundle is None:
+            return UniverseBars.from_arrays([], []), session
+        bars = await asyncio.to_thread(universe_bars, bundle, symbols, through=through,
+                                       as_of=session)
+        return bars, session
 
     def search(self, text: str, limit: int = 20) -> list[Instrument]:
         text = text.strip().upper()

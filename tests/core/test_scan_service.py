@@ -1,0 +1,157 @@
+"""The engine's scanner over the real replay: a scan over a watchlist is live (today's
+forming bars), over the bundled universe the rest is on the last close; bad input is a
+CommandError with the column; the active scan and saved scans survive a restart; new
+hits are published once (kind `scan_hit`) and debounced."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import AsyncIterator
+from datetime import date
+from pathlib import Path
+
+import pytest
+
+from core.engine import CommandError, Engine
+from core.scan_service import ScanHit, resolve_universe
+from core.state import ChangeCursor, Watchlist
+from tests.conftest import make_settings
+from tests.core.test_engine import wait_for
+
+TODAY = date(2019, 3, 14)  # the test replay's session (make_settings)
+YESTERDAY = date(2019, 3, 13)
+
+
+@pytest.fixture
+async def engine(tmp_path: Path) -> AsyncIterator[Engine]:
+    engine = await Engine.open(make_settings(tmp_path, scanner={"refresh_s": 0.1}))
+    await engine.start()
+    await wait_for(lambda: all(r.last == r.last for r in engine.snapshot().rows.values()))
+    yield engine
+    await engine.stop()
+
+
+async def test_a_watchlist_scan_is_on_todays_forming_bars(engine: Engine) -> None:
+    view = await engine.set_scan("close > 0 sort by close desc", "core")
+    assert view.universe == "Core"
+    assert view.result is not None
+    hits = {hit.symbol: hit for hit in view.result.hits}
+    assert set(hits) == {"AAPL", "MSFT", "JPM"}
+    rows = engine.snapshot().rows
+    for symbol, hit in hits.items():
+        assert hit.as_of == TODAY
+        assert hit.values["close"] == rows[symbol].last
+    closes = [hit.rank for hit in view.result.hits]
+    assert closes == sorted(closes, reverse=True)
+
+
+async def test_the_bundled_universe_scans_the_rest_on_their_last_close(engine: Engine) -> None:
+    view = await engine.set_scan("close > 0", "bundled")
+    assert view.result is not None
+    assert view.result.scanned > 400
+    as_of = {hit.symbol: hit.as_of for hit in view.result.hits}
+    assert as_of["AAPL"] == TODAY  # streamed: a watchlist symbol
+    assert as_of["IBM"] == YESTERDAY  # not streamed: its last close
+    # The whole universe is not streamed (it is over the stream limit).
+    assert "IBM" not in engine.subscribed_symbols()
+
+
+async def test_a_small_universe_is_streamed_whole(engine: Engine) -> None:
+    view = await engine.set_scan("close > 0", "IBM, KO")
+    assert view.universe == "IBM,KO"
+    assert {"IBM", "KO"} <= set(engine.subscribed_symbols())
+    await wait_for(lambda: engine.scanner.view.result is not None and {
+        hit.symbol: hit.as_of for hit in engine.scanner.view.result.hits}.get("IBM") == TODAY)
+
+
+@pytest.mark.parametrize(("text", "universe", "message"), [
+    ("rsi(14) <", "bundled", "column 10"),
+    ("__import__('os')", "bundled", "column 1"),
+    ("close > 0", "no such list!", "neither a watchlist"),
+])
+async def test_bad_input_is_refused_with_a_clear_message(
+        engine: Engine, text: str, universe: str, message: str) -> None:
+    with pytest.raises(CommandError, match=message):
+        await engine.set_scan(text, universe)
+
+
+async def test_the_active_scan_and_saved_scans_survive_a_restart(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path)
+    engine = await Engine.open(settings)
+    await engine.start()
+    try:
+        await engine.set_scan("rsi(14) < 70", "Energy")
+        await engine.save_scan("My oversold", "rsi(14) < 30", "bundled")
+        await engine.save_scan("my OVERSOLD", "rsi(14) < 25", "Core")  # same name: replaced
+        with pytest.raises(CommandError, match="column 10"):
+            await engine.save_scan("broken", "rsi(14) <<", "bundled")
+        with pytest.raises(CommandError, match="preset"):
+            await engine.save_scan("golden cross", "close > 0", "bundled")
+    finally:
+        await engine.stop()
+    engine = await Engine.open(settings)
+    await engine.start()
+    try:
+        view = engine.scanner.view
+        assert (view.text, view.universe) == ("rsi(14) < 70", "Energy")
+        assert [(s.name, s.text, s.universe) for s in view.saved] == [
+            ("my OVERSOLD", "rsi(14) < 25", "Core")]
+        await wait_for(lambda: engine.scanner.view.result is not None)
+        await engine.delete_scan("My Oversold")
+        assert engine.scanner.view.saved == ()
+        with pytest.raises(CommandError, match="no saved scan"):
+            await engine.delete_scan("nothing")
+    finally:
+        await engine.stop()
+
+
+async def test_new_hits_are_announced_once(engine: Engine) -> None:
+    announced: list[ScanHit] = []
+    engine.bus.subscribe(ScanHit, announced.append)
+    await engine.set_scan("close > 0", "Core")
+    assert sorted(hit.symbol for hit in announced) == ["AAPL", "JPM", "MSFT"]
+    assert all(hit.kind == "scan_hit" and "close = " in hit.summary for hit in announced)
+    await engine.scanner.refresh()
+    assert len(announced) == 3  # still matching: not announced again
+    # Stops matching, then matches again within the debounce: still not announced.
+    await engine.set_scan("close < 0", "Core")
+    await engine.set_scan("close > 0", "Core")
+    assert len(announced) == 3
+    logs = [event.message for event in engine.snapshot().logs]
+    assert any(message.startswith("scan hit: AAPL") for message in logs)
+
+
+async def test_consumers_get_the_scan_when_it_changes(engine: Engine) -> None:
+    cursor = ChangeCursor()
+    engine.changes(cursor)
+    await engine.set_scan("close > 0", "Core")
+    delta = engine.changes(cursor)
+    assert delta.scan is not None
+    assert delta.scan.text == "close > 0"
+    await engine.clear_scan()
+    cleared = engine.changes(cursor)
+    assert cleared.scan is not None
+    assert cleared.scan.text == ""
+    assert engine.changes(cursor).scan is None
+
+
+def test_universes_resolve_from_what_the_trader_types() -> None:
+    lists = [Watchlist("Core", ("AAPL", "MSFT")), Watchlist("Energy", ("XOM",))]
+    bundled = ["AAPL", "IBM", "MSFT", "XOM"]
+    assert resolve_universe("", lists, bundled) == ("bundled", bundled)
+    assert resolve_universe(" ALL ", lists, bundled) == ("bundled", bundled)
+    assert resolve_universe("energy", lists, bundled) == ("Energy", ["XOM"])
+    assert resolve_universe("ibm, aapl ibm", lists, bundled) == ("IBM,AAPL", ["IBM", "AAPL"])
+    with pytest.raises(ValueError, match="neither a watchlist"):
+        resolve_universe("not-a-list!", lists, bundled)
+    with pytest.raises(ValueError, match="no bundled universe"):
+        resolve_universe("bundled", lists, [])
+
+
+async def test_values_are_numbers_a_screen_can_show(engine: Engine) -> None:
+    view = await engine.set_scan("rsi(14) > 0 and close > sma(close, 20) or close > 0 "
+                                 "sort by rsi(14) desc", "Core")
+    assert view.result is not None
+    for hit in view.result.hits:
+        assert set(hit.values) == {"rsi(close, 14)", "close", "sma(close, 20)"}
+        assert all(math.isfinite(value) for value in hit.values.values())
