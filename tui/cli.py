@@ -16,6 +16,7 @@ from core import __version__
 from core.native import stale as stale_extensions
 from tui.backtest_cli import backtest_command
 from tui.cli_options import ConfigOption, ProfileOption
+from tui.scan_cli import scan_command
 
 if TYPE_CHECKING:
     from datetime import tzinfo
@@ -376,6 +377,7 @@ def config_check(config: ConfigOption = None) -> None:
 
 
 app.command("backtest")(backtest_command)
+app.command("scan")(scan_command)
 
 
 def main() -> None:
