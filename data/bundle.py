@@ -6,6 +6,10 @@ every defective row and counts what it did in a `LoadReport`, and every load log
 counts: a replay that quietly trades on a zero-price print or a bar whose close lies
 outside its own range would mislead the trader, and one that quietly drops rows would
 hide why a chart has a gap.
+
+Loading every symbol this way takes seconds, so `load_all` keeps the cleaned bars of the
+whole bundle in a disk cache (`data.bundle_cache`) and later instances read them from it
+in a fraction of that, logging and reporting exactly what the cleaning did.
 """
 
 from __future__ import annotations
@@ -25,6 +29,8 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
+from data import bundle_cache
+
 logger = logging.getLogger(__name__)
 
 BUNDLE_PATH = Path(__file__).parent / "bundled" / "us_equities_daily.zip"
@@ -36,6 +42,16 @@ COLUMNS = (*PRICE_COLUMNS, "volume")
 SHORT_HISTORY_ROWS = 250
 # Dates named in a log line before it says "and N more".
 LOGGED_DATES = 5
+# In the disk cache's key: bump it when `clean_daily_bars` changes what it returns or logs,
+# so old caches are rebuilt (the bundle's members, the constants here and the versions of
+# pandas and numpy are in the key already).
+CACHE_VERSION = 1
+# `load_many` reads the disk cache when asked for at least this many symbols not loaded
+# yet: reading it takes about as long as cleaning this many.
+CACHE_MIN_SYMBOLS = 10
+
+Note = tuple[int, str]  # a line cleaning logged: its level and its text
+_COLUMN_INDEX = pd.Index(COLUMNS)  # copied into the frames read from the disk cache
 
 
 class BundleError(Exception):
@@ -169,6 +185,18 @@ def clean_daily_bars(symbol: str, raw: pd.DataFrame) -> tuple[pd.DataFrame, Load
     low, then widened to take in an open or close outside them. Zero-volume rows are kept
     (their prices are real) and counted, as is a history shorter than a year.
     """
+    bars, report, notes = _clean(symbol, raw)
+    _log(notes)
+    return bars, report
+
+
+def _log(notes: list[Note]) -> None:
+    for level, message in notes:
+        logger.log(level, "%s", message)
+
+
+def _clean(symbol: str, raw: pd.DataFrame) -> tuple[pd.DataFrame, LoadReport, list[Note]]:
+    """`clean_daily_bars`, returning the lines it would log instead of logging them."""
     missing = [c for c in ("date", *COLUMNS) if c not in raw.columns]
     if missing:
         raise ValueError(f"{symbol}: missing columns {', '.join(missing)}")
@@ -246,34 +274,66 @@ def clean_daily_bars(symbol: str, raw: pd.DataFrame) -> tuple[pd.DataFrame, Load
     if len(dates) < SHORT_HISTORY_ROWS:
         report.short_history.append(symbol)
 
+    logged: list[Note] = []
     if dropped or repaired:
-        logger.warning("%s: %s", symbol, ", ".join([f"dropped {d}" for d in dropped] + repaired))
+        changes = ", ".join([f"dropped {d}" for d in dropped] + repaired)
+        logged.append((logging.WARNING, f"{symbol}: {changes}"))
     notes = []
     if report.zero_volume_rows:
         notes.append(f"kept {_rows(report.zero_volume_rows, 'zero-volume')}")
     if report.short_history:
         notes.append(f"short history: {_rows(len(dates))} (< {SHORT_HISTORY_ROWS})")
     if notes:
-        logger.info("%s: %s", symbol, ", ".join(notes))
-    return daily_bars_frame(dates, values), report
+        logged.append((logging.INFO, f"{symbol}: {', '.join(notes)}"))
+    return daily_bars_frame(dates, values), report, logged
+
+
+def _counters() -> list[str]:
+    """The names of `LoadReport`'s counts, in order."""
+    return [f.name for f in fields(LoadReport) if f.name != "short_history"]
+
+
+def _cache_key(archive: zipfile.ZipFile) -> str:
+    """What the cleaned bars of `archive` depend on, besides its members."""
+    return bundle_cache.cache_key(archive, f"cleaning {CACHE_VERSION}",
+                                  str(SHORT_HISTORY_ROWS), str(LOGGED_DATES), *COLUMNS,
+                                  *_counters())
 
 
 class BundledDailyBars:
     """Daily bars of the bundled universe, loaded per symbol on first use and cached.
 
-    Safe to share between threads: each symbol is read and cleaned once, even when
-    several workers ask for it at the same time.
+    `load_all` also saves what it loaded to a disk cache (in `cache_dir`, by default the
+    user's cache folder), and `load_all`, or `load_many` asked for many symbols, serve
+    from that cache when it was built from this bundle by this cleaning: the same frames,
+    report and log lines, without reading the zip's members.
+
+    Safe to share between threads: each symbol is read and cleaned (or taken from the
+    cache) once, even when several workers ask for it at the same time.
     """
 
-    def __init__(self, path: Path = BUNDLE_PATH) -> None:
+    def __init__(self, path: Path = BUNDLE_PATH, cache_dir: Path | None = None) -> None:
         self.path = path
         self.report = LoadReport()
+        self._cache_dir = cache_dir
         self._archive: zipfile.ZipFile | None = None
         self._members: dict[str, str] = {}
+        self._key = ""
         self._frames: dict[str, pd.DataFrame] = {}
+        self._details: dict[str, tuple[LoadReport, list[Note]]] = {}  # for the disk cache
         self._symbol_locks: dict[str, threading.Lock] = {}
-        self._lock = threading.Lock()  # guards the dicts, the report and opening the zip
+        self._lock = threading.Lock()  # guards the dicts, the report, the zip and _cached
         self._archive_lock = threading.Lock()  # one member read at a time from the file
+        self._cache_lock = threading.Lock()  # one disk cache read or write at a time
+        self._cached: bundle_cache.CachedBars | None = None  # released once all are loaded
+        self._cache_read = False  # tried to read the disk cache
+        self._cache_hit = False  # ... and could
+        self._cache_written = False  # tried to write it
+
+    @property
+    def cache_file(self) -> Path:
+        """The disk cache of this bundle's cleaned bars (it may not exist)."""
+        return bundle_cache.cache_file(self.path, self._cache_dir)
 
     def _open(self) -> zipfile.ZipFile:
         with self._lock:
@@ -291,6 +351,7 @@ class BundledDailyBars:
                     for name in archive.namelist()
                     if name.endswith(".csv")
                 }
+                self._key = _cache_key(archive)
                 self._archive = archive
             return self._archive
 
@@ -333,10 +394,18 @@ class BundledDailyBars:
                 cached = self._frames.get(symbol)
             if cached is not None:
                 return cached
-            bars, report = clean_daily_bars(symbol, self._read_member(archive, member))
+            from_cache = self._from_cache(symbol)
+            if from_cache is None:
+                bars, report, notes = _clean(symbol, self._read_member(archive, member))
+            else:
+                bars, report, notes = from_cache
+            _log(notes)
             with self._lock:
                 self._frames[symbol] = bars
+                self._details[symbol] = (report, notes)
                 self.report.merge(report)
+                if len(self._frames) == len(self._members):
+                    self._cached = None  # nothing left to serve: free its arrays
             return bars
 
     def _read_member(self, archive: zipfile.ZipFile, member: str) -> pd.DataFrame:
@@ -364,10 +433,71 @@ class BundledDailyBars:
         return raw
 
     def load_many(self, symbols: Iterable[str]) -> dict[str, pd.DataFrame]:
-        return {symbol: self.load(symbol) for symbol in symbols}
+        wanted = list(symbols)
+        self._read_cache(wanted, CACHE_MIN_SYMBOLS)
+        return {symbol: self.load(symbol) for symbol in wanted}
 
     def load_all(self) -> dict[str, pd.DataFrame]:
-        """Every symbol in the bundle; logs the cumulative report."""
-        frames = self.load_many(self.symbols())
+        """Every symbol in the bundle; logs the cumulative report. Saves the bars to the
+        disk cache when they did not come from it."""
+        symbols = self.symbols()
+        self._read_cache(symbols, 1)
+        frames = self.load_many(symbols)
+        self._write_cache(symbols)
         logger.info("bundled daily bars, %d symbols: %s", len(frames), self.report.summary())
         return frames
+
+    # --- the disk cache (data/bundle_cache.py) ------------------------------------------
+
+    def _read_cache(self, wanted: list[str], minimum: int) -> None:
+        """Read the disk cache, once, if it was built for this bundle and cleaning and
+        at least `minimum` of the `wanted` symbols are still to load."""
+        if len(wanted) < minimum:
+            return
+        self._open()
+        with self._lock:
+            if len(set(wanted).difference(self._frames)) < minimum:
+                return
+        with self._cache_lock:
+            if self._cache_read:
+                return
+            self._cache_read = True
+            with self._lock:
+                key, members = self._key, set(self._members)
+            cached = bundle_cache.read(self.cache_file, key, members, len(COLUMNS),
+                                       len(_counters()))
+            with self._lock:
+                self._cached = cached
+            self._cache_hit = cached is not None
+
+    def _from_cache(self, symbol: str) -> tuple[pd.DataFrame, LoadReport, list[Note]] | None:
+        with self._lock:
+            cached = self._cached
+        row = None if cached is None else cached.positions.get(symbol)
+        if cached is None or row is None:
+            return None
+        bars = cached.frame(row, _COLUMN_INDEX)
+        counts = dict(zip(_counters(), (int(n) for n in cached.counts[row]), strict=True))
+        report = LoadReport(**counts, short_history=[symbol] if cached.short_history[row] else [])
+        return bars, report, cached.notes(row)
+
+    def _write_cache(self, symbols: list[str]) -> None:
+        """Save every symbol's bars, report and notes, unless they came from the cache or
+        were saved already."""
+        with self._cache_lock:
+            if self._cache_hit or self._cache_written:
+                return
+            self._cache_written = True
+            with self._lock:
+                key = self._key
+                loaded = [(self._frames[s], *self._details[s]) for s in symbols]
+            bundle_cache.write(
+                self.cache_file,
+                key,
+                symbols,
+                [bars for bars, _, _ in loaded],
+                [[getattr(report, name) for name in _counters()] for _, report, _ in loaded],
+                [symbol in report.short_history for symbol, (_, report, _)
+                 in zip(symbols, loaded, strict=True)],
+                [notes for _, _, notes in loaded],
+            )

@@ -33,8 +33,9 @@ def universe_bars(bundle: BundledDailyBars, symbols: Sequence[str] | None = None
     last = day_number(through)
     reference = day_number(as_of or through)
     histories: list[tuple[IntArray, FloatArray]] = []
+    frames = bundle.load_all() if symbols is None else bundle.load_many(names)
     for symbol in names:
-        frame = bundle.load(symbol)
+        frame = frames[symbol]
         days = np.asarray(frame.index.values).astype("datetime64[D]").astype(np.int64)
         stop = int(np.searchsorted(days, last, side="right"))
         raw = frame[["open", "high", "low", "close", "adj_close", "volume"]].to_numpy(

@@ -3,6 +3,7 @@ so nothing touches the user's real files."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -22,6 +23,17 @@ def pytest_sessionstart(session: pytest.Session) -> None:
         names = ", ".join(str(path.name) for path in changed)
         pytest.exit(f"{names} changed after it was compiled: run `make native` (or "
                     "`TAPEDECK_NATIVE=0 make native` to run pure Python)", returncode=2)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def session_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Module-scoped fixtures are set up before each test's own environment: point the
+    cache at a folder of the session's for them (the bundle's cache is written there
+    once), never at the user's."""
+    folder = tmp_path_factory.mktemp("cache")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("XDG_CACHE_HOME", str(folder))
+        yield folder
 
 
 @pytest.fixture(autouse=True)

@@ -24,9 +24,11 @@ from data.bundle import (
 LOGGER = "data.bundle"
 
 
+# Module-scoped fixtures are made before the autouse `isolated_environment` points the
+# cache folder at a temporary one: these name their own, so as not to touch the user's.
 @pytest.fixture(scope="module")
-def bundle() -> BundledDailyBars:
-    return BundledDailyBars()
+def bundle(tmp_path_factory: pytest.TempPathFactory) -> BundledDailyBars:
+    return BundledDailyBars(cache_dir=tmp_path_factory.mktemp("cache"))
 
 
 class Records(logging.Handler):
@@ -44,7 +46,9 @@ def universe_log() -> Records:
 
 
 @pytest.fixture(scope="module")
-def full_bundle(universe_log: Records) -> BundledDailyBars:
+def full_bundle(
+    universe_log: Records, tmp_path_factory: pytest.TempPathFactory
+) -> BundledDailyBars:
     """A bundle with every symbol loaded once, by a single load_all."""
     # caplog lives for one test; loading the universe once for the module needs its own.
     logger = logging.getLogger(LOGGER)
@@ -52,7 +56,7 @@ def full_bundle(universe_log: Records) -> BundledDailyBars:
     logger.addHandler(universe_log)
     logger.setLevel(logging.INFO)
     try:
-        bundle = BundledDailyBars()
+        bundle = BundledDailyBars(cache_dir=tmp_path_factory.mktemp("cache"))
         bundle.load_all()
         return bundle
     finally:
