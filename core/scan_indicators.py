@@ -134,17 +134,22 @@ def lowest(values: FloatArray, window: int) -> FloatArray:
     return _rolling("min", values, window)
 
 
-def rsi(close: FloatArray, window: int) -> FloatArray:
-    return rsi_value(*rsi_averages(close, window))
+def rsi(close: FloatArray, window: int, present: npt.NDArray[np.bool_] | None = None
+        ) -> FloatArray:
+    return rsi_value(*rsi_averages(close, window, present))
 
 
-def rsi_averages(close: FloatArray, window: int) -> tuple[FloatArray, FloatArray]:
-    """The smoothed gains and losses RSI is the ratio of (the state a live update steps)."""
+def rsi_averages(close: FloatArray, window: int,
+                 present: npt.NDArray[np.bool_] | None = None) -> tuple[FloatArray, FloatArray]:
+    """The smoothed gains and losses RSI is the ratio of (the state a live update steps).
+    `present` marks each symbol's bars (default: where `close` is a number); for an RSI
+    of a derived series (`rsi(sma(close, 5), 14)`) it is the symbol's own bars."""
     change = np.full_like(close, NAN)
     change[1:] = close[1:] - close[:-1]
-    missing = np.isnan(close)
-    # `ta` turns the first bar's missing change into 0 (a comparison with NaN is false);
-    # the rows before a symbol's first bar stay missing, so its averages start there.
+    missing = np.isnan(close) if present is None else ~present
+    # `ta` turns a missing change into 0 (a comparison with NaN is false): the first
+    # bar's, and a derived series' before its first value. The rows before a symbol's
+    # first bar stay missing, so its averages start there.
     up = np.where(change > 0, change, 0.0)
     down = np.where(change < 0, -change, 0.0)
     up[missing] = NAN

@@ -232,7 +232,7 @@ def _step(node: Node, key: str, evaluator: Evaluator,
         left_bool, right_bool = cast(BoolArray, at(node.left)), cast(BoolArray, at(node.right))
         return left_bool & right_bool if node.operator == "and" else left_bool | right_bool
     if isinstance(node, Not):
-        return ~cast(BoolArray, at(node.operand))
+        return np.asarray(~cast(BoolArray, at(node.operand)) & ~np.isnan(bars.close[row]))
     assert isinstance(node, Call)  # the tree has no other node
     return _step_call(node, key, evaluator, states, row, own)
 

@@ -86,6 +86,7 @@ class Evaluator:
         # RSI's smoothed gains and losses, ADX's smoothed sums (a live update steps them).
         self.states: dict[str, tuple[FloatArray, ...]] = {}
         self.bands: dict[tuple[str, int, float], tuple[FloatArray, FloatArray, FloatArray]] = {}
+        self._present: BoolArray | None = None
 
     # ------------------------------------------------------------------ the result
 
@@ -200,13 +201,28 @@ class Evaluator:
                     return np.multiply(left, right)
                 return np.divide(left, right)
         if isinstance(node, Comparison):
-            return compare(node.operator, self.numeric(node.left), self.numeric(node.right))
+            return self._conditions(compare(node.operator, self.numeric(node.left),
+                                            self.numeric(node.right)))
         if isinstance(node, Logical):
             left_bool, right_bool = self.boolean(node.left), self.boolean(node.right)
             return left_bool & right_bool if node.operator == "and" else left_bool | right_bool
         if isinstance(node, Not):
-            return ~self.boolean(node.operand)
+            # Never true above a symbol's first bar: shifted down by `[n]`, it would be.
+            return ~self.boolean(node.operand) & self.present
         return self._call(node)
+
+    @property
+    def present(self) -> BoolArray:
+        """Where each symbol has a bar (its history, not the rows above it)."""
+        if self._present is None:
+            self._present = ~np.isnan(self.bars.close)
+        return self._present
+
+    def _conditions(self, value: BoolArray) -> BoolArray:
+        """A condition of constants alone (`1 < 2`) as one value per symbol and bar."""
+        if value.shape == self.bars.close.shape:
+            return value
+        return np.broadcast_to(value, self.bars.close.shape).copy()
 
     def _field(self, name: str) -> FloatArray:
         bars = self.bars
@@ -227,8 +243,10 @@ class Evaluator:
             b = self.numeric(node.series[1])
             a_before, b_before = _before(a), _before(b)
             if name == "crosses_above":
-                return compare(">", a, b) & compare("<=", a_before, b_before)
-            return compare("<", a, b) & compare(">=", a_before, b_before)
+                crossed = compare(">", a, b) & compare("<=", a_before, b_before)
+            else:
+                crossed = compare("<", a, b) & compare(">=", a_before, b_before)
+            return self._conditions(crossed)
         window = int(parameters[0]) if parameters else 0
         if name == "atr":
             return ind.atr(bars.high, bars.low, bars.close, window)
@@ -240,7 +258,7 @@ class Evaluator:
             return ind.stochastic(bars.high, bars.low, bars.close, window)
         source = _array(self.numeric(node.series[0]), bars)
         if name == "rsi":
-            averages = ind.rsi_averages(source, window)
+            averages = ind.rsi_averages(source, window, self.present)
             self.states[node.render()] = averages
             return ind.rsi_value(*averages)
         windowed = _ONE_WINDOW.get(name)
