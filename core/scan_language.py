@@ -30,6 +30,7 @@ function's arguments have the kinds its signature gives: all checked while parsi
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass
 from typing import Literal, cast
 
@@ -462,6 +463,9 @@ def _unknown_name(name: str) -> str:
         return f"{name!r} is not a field or a function (names with _ in front are never)"
     if name in ("lambda", "import", "for", "in", "if", "else", "is", "eval", "exec"):
         return f"{name!r} is not part of the scan language"
+    close = difflib.get_close_matches(name.lower(), [*FIELDS, *FUNCTIONS], n=1, cutoff=0.7)
+    if close:
+        return f"unknown name {name!r}: did you mean {close[0]}?"
     known = ", ".join(FIELDS)
     return (f"unknown name {name!r}: the fields are {known}; the functions "
             f"{', '.join(FUNCTIONS)}")

@@ -306,3 +306,11 @@ def _shape(node: Node) -> object:
     if isinstance(node, Arithmetic | Comparison | Logical):
         return (node.operator, _shape(node.left), _shape(node.right))
     return ("neg", _shape(node.operand))
+
+
+def test_a_misspelt_name_gets_the_nearest_one() -> None:
+    with pytest.raises(ScanError, match="did you mean close"):
+        parse("rsi(14) > 60 and closed > 5")
+    with pytest.raises(ScanError, match="did you mean rsi") as caught:
+        parse("rsi2(14) > 3")
+    assert caught.value.column == 1
