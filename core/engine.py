@@ -111,7 +111,8 @@ class Engine:
             strategies, store, self.desk, self.market, calendar=self.calendar,
             now_ns=self.market_now_ns, log_line=self.log, ensure_symbol=self.ensure_symbol)
         self.scanner = ScanService(settings.scanner, feed, self.market, store, self.bus,
-                                   self.calendar, lambda: self.watchlists, self.log)
+                                   self.calendar, lambda: self.watchlists, self.log,
+                                   self.wall_clock.now_ns)
 
     def market_now_ns(self) -> int:
         """The market clock (the replay's, for a replay; it swaps clocks on a seek)."""

@@ -105,7 +105,8 @@ class ScanService:
     def __init__(self, settings: ScannerSettings, feed: MarketData, market: MarketState,
                  store: Store, bus: Bus, calendar: ExchangeCalendar,
                  watchlists: Callable[[], list[Watchlist]],
-                 log_line: Callable[[LogLevel, str, str], None]) -> None:
+                 log_line: Callable[[LogLevel, str, str], None],
+                 wall_ns: Callable[[], int] = time.time_ns) -> None:
         self.settings = settings
         self.feed = feed
         self.market = market
@@ -114,6 +115,7 @@ class ScanService:
         self.calendar = calendar
         self.watchlists = watchlists
         self.log_line = log_line
+        self.wall_ns = wall_ns  # the time a result is stamped with
         self.view = ScanView()
         self._scan: Scan | None = None
         self._symbols: list[str] = []
@@ -272,7 +274,7 @@ class ScanService:
         result = live.update(self._today_bars(live))
         self._announce(result)
         self._publish(self._replace(result=result, loading=False, error="",
-                                    evaluated_ns=time.time_ns()))
+                                    evaluated_ns=self.wall_ns()))
 
     def _today_bars(self, live: LiveScan) -> dict[str, BarValues]:
         """Today's forming bar of every streamed universe symbol."""

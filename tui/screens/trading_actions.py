@@ -33,9 +33,12 @@ class TradingActions(Screen[None]):
     client: EngineClient
     pull: Callable[[], Awaitable[None]]  # the workstation's: take the engine's changes now
 
+    def scanner_symbol(self) -> str | None:
+        return None  # the workstation's: the scanner's selected hit while it is shown
+
     def action_order_ticket(self, side: str) -> None:
         board = self.query_one(QuoteBoard)
-        symbol = board.selected_symbol
+        symbol = self.scanner_symbol() or board.selected_symbol
         if symbol is None:
             self.notify("select a symbol on the quote board first", severity="warning")
             return

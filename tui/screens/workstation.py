@@ -27,6 +27,7 @@ from textual.widgets import Footer, Tab, Tabs
 from core.client import CommandError, EngineClient
 from core.state import ChangeCursor, EngineDelta, EngineSnapshot, QuoteRow, Watchlist
 from tui.screens.prompt import Confirm, TextPrompt
+from tui.screens.scanner_actions import ScannerActions
 from tui.screens.strategy_actions import (
     STRATEGY_BINDINGS,
     STRATEGY_REMOVE_BINDINGS,
@@ -39,6 +40,7 @@ from tui.widgets.chart import ChartPane
 from tui.widgets.log_pane import LogPane
 from tui.widgets.quote_board import QuoteBoard
 from tui.widgets.risk_panel import RiskPanel
+from tui.widgets.scanner import ScannerPane
 from tui.widgets.status_bar import StatusBar
 from tui.widgets.strategies import StrategiesPane
 from tui.widgets.watchlist_tabs import WatchlistTabs, tab_id
@@ -46,12 +48,12 @@ from tui.widgets.watchlist_tabs import WatchlistTabs, tab_id
 if TYPE_CHECKING:
     from tui.app import TapedeckApp
 
-PANES = ("quotes", "chart", "log", "orders", "risk", "strategies")
+PANES = ("quotes", "chart", "log", "orders", "risk", "strategies", "scanner")
 SPEED_STEPS = (0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 100.0)
 ACTIVE_WATCHLIST_KEY = "ui.watchlist"
 
 
-class WorkstationScreen(TradingActions, StrategyActions):
+class WorkstationScreen(ScannerActions, TradingActions, StrategyActions):
     BINDINGS = [
         # First, so that the footer shows the strategy pane's keys while it has the
         # focus (they are hidden elsewhere).
@@ -79,6 +81,7 @@ class WorkstationScreen(TradingActions, StrategyActions):
         Binding("3", "show_pane('log')", "Log pane", show=False, id="pane.log"),
         Binding("4", "show_pane('orders')", "Blotter", show=False, id="pane.orders"),
         Binding("5", "show_pane('risk')", "Risk pane", show=False, id="pane.risk"),
+        Binding("7", "show_pane('scanner')", "Scanner pane", show=False, id="pane.scanner"),
         Binding("6", "show_pane('strategies')", "Strategies pane", show=False,
                 id="pane.strategies"),
         *TRADING_BINDINGS,
@@ -117,6 +120,7 @@ class WorkstationScreen(TradingActions, StrategyActions):
             Tab("4 Orders", id="pane-orders"),
             Tab("5 Risk", id="pane-risk"),
             Tab("6 Strategies", id="pane-strategies"),
+            Tab("7 Scanner", id="pane-scanner"),
             id="pane-tabs",
         )
         with Horizontal(id="panes"):
@@ -126,6 +130,7 @@ class WorkstationScreen(TradingActions, StrategyActions):
                 yield Blotter(self.zone, id="blotter")
                 yield StrategiesPane(self.zone, empty_hint=self._empty_strategies_hint(),
                                      id="strategies")
+                yield ScannerPane(self.zone, id="scanner")
             with Vertical(id="right-column"):
                 yield ChartPane(self.zone, id="chart-pane")
                 yield RiskPanel(id="risk-panel")
@@ -156,6 +161,7 @@ class WorkstationScreen(TradingActions, StrategyActions):
         self.query_one(LogPane).add_events(snapshot.logs[-200:])
         self.query_one(Blotter).set_book(snapshot.orders, snapshot.fills, snapshot.positions)
         self.query_one(StrategiesPane).set_strategies(snapshot.strategies)
+        self.query_one(ScannerPane).set_view(snapshot.scan)
         risk_panel = self.query_one(RiskPanel)
         risk_panel.account = snapshot.account
         risk_panel.risk = snapshot.risk
@@ -195,6 +201,7 @@ class WorkstationScreen(TradingActions, StrategyActions):
         blotter.add_fills(delta.fills)
         blotter.update_positions(delta.positions)
         self.query_one(StrategiesPane).set_strategies(delta.strategies)
+        self.query_one(ScannerPane).set_view(delta.scan)
         risk_panel = self.query_one(RiskPanel)
         if delta.account is not None and delta.account != risk_panel.account:
             risk_panel.account = delta.account
@@ -291,7 +298,10 @@ class WorkstationScreen(TradingActions, StrategyActions):
             self.size.height < settings.compact_height)
         self.set_class(compact, "compact")
         for pane in PANES:
-            self.set_class(compact and self.pane == pane and pane != "quotes", f"show-{pane}")
+            # The scanner takes the board's place at any size (the chart beside it shows
+            # the hit charted); the other panes have their own places when wide.
+            shown = self.pane == pane and (compact or pane == "scanner") and pane != "quotes"
+            self.set_class(shown, f"show-{pane}")
 
     @property
     def compact(self) -> bool:
@@ -313,6 +323,8 @@ class WorkstationScreen(TradingActions, StrategyActions):
             self.query_one(Blotter).focus_table()
         elif pane == "strategies":
             self.query_one(StrategiesPane).focus_list()
+        elif pane == "scanner":
+            self.query_one(ScannerPane).focus_input()
 
     # ------------------------------------------------------------------ actions
 
