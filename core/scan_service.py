@@ -123,7 +123,9 @@ class ScanService:
         self._loaded_for: tuple[str, tuple[date, bool]] | None = None  # see _session
         self._seen_seq = -1
         self._announced: dict[str, float] = {}  # symbol -> wall time of its last notice
-        self._matching: set[str] = set()
+        # The symbols matching at the last evaluation; None right after a scan is made
+        # active, whose first result is the baseline (what the screen shows already).
+        self._matching: set[str] | None = None
         self._task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
         self._build_lock = asyncio.Lock()
@@ -171,7 +173,7 @@ class ScanService:
     async def clear_scan(self) -> None:
         self._scan, self._live, self._loaded_for = None, None, None
         self._symbols = []
-        self._matching.clear()
+        self._matching = None
         self._publish(ScanView(saved=self.view.saved))
         await self.store.set_setting(ACTIVE_SCAN_KEY, None)
 
@@ -215,7 +217,7 @@ class ScanService:
             self._loaded_for = None
         self._scan, self._symbols = scan, symbols
         self._live = None
-        self._matching.clear()
+        self._matching = None
         self._publish(ScanView(text=text, universe=name, loading=True, saved=self.view.saved))
         self._wake.set()
 
@@ -233,6 +235,9 @@ class ScanService:
             return
         async with self._build_lock:
             universe, symbols = self.view.universe, list(self._symbols)
+            if self._live is not None and self._live.scan is scan and \
+                    self._loaded_for == (universe, session):
+                return  # built meanwhile (the refresh loop and a command both asked)
             self._publish(self._replace(loading=True))
             try:
                 history, today = await self._history(symbols)
@@ -294,11 +299,17 @@ class ScanService:
         return bars
 
     def _announce(self, result: ScanResult) -> None:
+        """Announce the symbols that started matching since the last evaluation (not
+        those of a scan's first result: the screen shows them as it is set)."""
         now = time.monotonic()
         current = {hit.symbol for hit in result.hits}
+        before = self._matching
+        self._matching = current
+        if before is None:
+            return
         scan_text = self.view.text
         for hit in result.hits:
-            if hit.symbol in self._matching:
+            if hit.symbol in before:
                 continue
             last = self._announced.get(hit.symbol)
             if last is not None and now - last < self.settings.hit_debounce_s:
@@ -307,7 +318,6 @@ class ScanService:
             summary = ", ".join(f"{text} = {value:.4g}" for text, value in hit.values.items())
             self.bus.publish(ScanHit(self.feed.clock.now_ns(), hit.symbol, scan_text, summary))
             self.log_line(LogLevel.INFO, "scanner", f"scan hit: {hit.symbol} ({summary})")
-        self._matching = current
 
     async def _run(self) -> None:
         while True:

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from core.engine import CommandError, Engine
+from core.model import Trade
 from core.scan_service import ScanHit, resolve_universe
 from core.state import ChangeCursor, Watchlist
 from tests.conftest import make_settings
@@ -108,17 +109,28 @@ async def test_the_active_scan_and_saved_scans_survive_a_restart(tmp_path: Path)
 async def test_new_hits_are_announced_once(engine: Engine) -> None:
     announced: list[ScanHit] = []
     engine.bus.subscribe(ScanHit, announced.append)
-    await engine.set_scan("close > 0", "Core")
-    assert sorted(hit.symbol for hit in announced) == ["AAPL", "JPM", "MSFT"]
-    assert all(hit.kind == "scan_hit" and "close = " in hit.summary for hit in announced)
+    await engine.set_scan("close > 150", "Core")
+    view = engine.scanner.view
+    assert view.result is not None
+    matching = {hit.symbol for hit in view.result.hits}
+    assert matching == {"AAPL"}
+    assert announced == []  # the first result is what the screen shows: no notice
+    msft = engine.market.states["MSFT"]
+    engine.ingest([Trade("MSFT", msft.ts_ns + 1, 160.0, 100)])
     await engine.scanner.refresh()
-    assert len(announced) == 3  # still matching: not announced again
-    # Stops matching, then matches again within the debounce: still not announced.
-    await engine.set_scan("close < 0", "Core")
-    await engine.set_scan("close > 0", "Core")
-    assert len(announced) == 3
+    assert [hit.symbol for hit in announced] == ["MSFT"]
+    assert announced[0].kind == "scan_hit"
+    assert "close = 160" in announced[0].summary
+    await engine.scanner.refresh()
+    assert len(announced) == 1  # still matching: not announced again
+    # It stops matching, then matches again within the debounce: not announced again.
+    engine.ingest([Trade("MSFT", msft.ts_ns + 2, 110.0, 100)])
+    await engine.scanner.refresh()
+    engine.ingest([Trade("MSFT", msft.ts_ns + 3, 161.0, 100)])
+    await engine.scanner.refresh()
+    assert len(announced) == 1
     logs = [event.message for event in engine.snapshot().logs]
-    assert any(message.startswith("scan hit: AAPL") for message in logs)
+    assert any(message.startswith("scan hit: MSFT") for message in logs)
 
 
 async def test_consumers_get_the_scan_when_it_changes(engine: Engine) -> None:
