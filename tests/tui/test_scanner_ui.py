@@ -176,8 +176,9 @@ async def test_a_scan_is_saved_and_offered_in_the_picker(
 
 async def _scanned(pilot: Pilot[object]) -> None:
     screen = await open_scanner(pilot)
-    await run_typed(pilot, screen, "rsi(14) > 40 and close > sma(close, 20) sort by rsi(14) "
-                    "desc", universe="bundled")
+    # Over the watchlist the paused replay streams: every value is from today's bar.
+    await run_typed(pilot, screen, "rsi(14) > 20 and close > sma(close, 20) * 0.9 sort by "
+                    "rsi(14) desc", universe="Core")
     await pilot.pause(0.2)
 
 
