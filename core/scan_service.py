@@ -262,9 +262,10 @@ class ScanService:
         today = self.calendar.session_date(now)
         end = datetime.combine(today, datetime.min.time(), UTC)
         frame = await feed.history(symbols, end - timedelta(days=HISTORY_DAYS), end, "1d")
+        by_symbol = dict(tuple(frame.groupby("symbol", sort=False))) if len(frame) else {}
         histories = []
         for symbol in symbols:
-            rows = frame[frame["symbol"] == symbol]
+            rows = by_symbol.get(symbol, frame.iloc[:0])
             days = rows["ts"].dt.tz_convert(self.calendar.zone).dt.date
             numbers = np.array([day_number(day) for day in days], dtype=np.int64)
             values = rows[["open", "high", "low", "close", "volume"]].to_numpy(dtype=np.float64)

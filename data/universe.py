@@ -16,12 +16,23 @@ from datetime import date
 
 import numpy as np
 import numpy.typing as npt
+import pandas as pd
 
 from core.scan_universe import UniverseBars, day_number
 from data.bundle import BundledDailyBars
 
 IntArray = npt.NDArray[np.int64]
 FloatArray = npt.NDArray[np.float64]
+
+
+def universe_frames(bundle: BundledDailyBars, symbols: Sequence[str]
+                    ) -> dict[str, pd.DataFrame]:
+    """The cleaned bars of `symbols`: the whole bundle through `load_all`, which also
+    writes its disk cache for the next time (`load_many` only reads it)."""
+    if set(symbols) >= set(bundle.symbols()):
+        every = bundle.load_all()
+        return {symbol: every[symbol] for symbol in symbols}
+    return bundle.load_many(symbols)
 
 
 def universe_bars(bundle: BundledDailyBars, symbols: Sequence[str] | None = None, *,
@@ -33,7 +44,7 @@ def universe_bars(bundle: BundledDailyBars, symbols: Sequence[str] | None = None
     last = day_number(through)
     reference = day_number(as_of or through)
     histories: list[tuple[IntArray, FloatArray]] = []
-    frames = bundle.load_all() if symbols is None else bundle.load_many(names)
+    frames = universe_frames(bundle, names)
     for symbol in names:
         frame = frames[symbol]
         days = np.asarray(frame.index.values).astype("datetime64[D]").astype(np.int64)

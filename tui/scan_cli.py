@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from core.saved_scans import SavedScan
     from core.scanner import ScanResult
     from core.state import Watchlist
+    from data.bundle import BundledDailyBars
 
 
 def scan_command(
@@ -132,11 +133,12 @@ def _run(text: str, universe_spec: str, on: str | None,
         _fail(str(error))
 
 
-def _span(bundle: object, symbols: list[str]) -> tuple[date, date]:
-    from data.bundle import BundledDailyBars
+def _span(bundle: BundledDailyBars, symbols: list[str]) -> tuple[date, date]:
+    """The first and last dates the universe's bars cover (loading them: many at once
+    come from the bundle's disk cache, which `universe_bars` then reads from memory)."""
+    from data.universe import universe_frames
 
-    assert isinstance(bundle, BundledDailyBars)
-    frames = [bundle.load(symbol) for symbol in symbols]
+    frames = list(universe_frames(bundle, symbols).values())
     spans = [(frame.index[0].date(), frame.index[-1].date()) for frame in frames
              if not frame.empty]
     if not spans:

@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 from datetime import date, time
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -66,3 +67,16 @@ async def test_the_replay_serves_completed_sessions_only(bundle: BundledDailyBar
     assert session == date(2019, 3, 15)
     assert bars.last_days.max() == day_number(date(2019, 3, 14))
     assert len(bars.symbols) == len(feed.universe_symbols()) > 400
+
+
+def test_the_whole_universe_is_loaded_once_and_cached_for_the_next_time(
+        tmp_path: Path) -> None:
+    bundle = BundledDailyBars(cache_dir=tmp_path)
+    symbols = bundle.symbols()
+    assert not bundle.cache_file.exists()
+    universe_bars(bundle, symbols, through=date(2016, 1, 4))
+    assert bundle.cache_file.exists()  # a whole universe writes the disk cache
+    again = BundledDailyBars(cache_dir=tmp_path)
+    first = universe_bars(bundle, ["AAPL", "XOM"], through=date(2016, 1, 4))
+    second = universe_bars(again, ["AAPL", "XOM"], through=date(2016, 1, 4))
+    np.testing.assert_array_equal(first.close, second.close)

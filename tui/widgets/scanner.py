@@ -14,6 +14,7 @@ The pane never commands the engine: it posts `ScanSubmitted`, `ChartRequested` a
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from datetime import tzinfo
 from typing import TYPE_CHECKING
 
@@ -32,6 +33,7 @@ from core.scan_syntax import ScanError
 from tui import format as fmt
 
 if TYPE_CHECKING:
+    from core.saved_scans import SavedScan
     from core.scan_service import ScanView
     from core.scanner import ScanResult
 
@@ -190,10 +192,9 @@ class ScannerPane(Vertical):
 
     # ------------------------------------------------------------------ drawing
 
-    def _options(self, saved: object) -> list[tuple[str, str]]:
+    def _options(self, saved: Sequence[SavedScan]) -> list[tuple[str, str]]:
         options = [(preset.title, PRESET_PREFIX + preset.name) for preset in PRESETS]
-        for scan in saved or ():  # type: ignore[attr-defined]
-            options.append((f"★ {scan.name}", SAVED_PREFIX + scan.name))
+        options += [(f"★ {scan.name}", SAVED_PREFIX + scan.name) for scan in saved]
         return options
 
     def _lookup(self, value: str) -> tuple[str | None, str]:
