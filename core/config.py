@@ -40,6 +40,8 @@ from pydantic import (
 )
 from pydantic.fields import FieldInfo
 
+from core.config_daemon import DaemonSettings
+from core.config_notify import NotifySettings
 from core.config_trading import PaperSettings, RiskSettings, StrategySettings, TradingSettings
 from core.config_types import Section, SymbolList
 
@@ -241,6 +243,8 @@ class Settings(Section):
     risk: RiskSettings = Field(default_factory=RiskSettings)
     strategies: StrategySettings = Field(default_factory=StrategySettings)
     scanner: ScannerSettings = Field(default_factory=ScannerSettings)
+    daemon: DaemonSettings = Field(default_factory=DaemonSettings)
+    notify: NotifySettings = Field(default_factory=NotifySettings)
     keys: dict[str, Annotated[str, Field(min_length=1)]] = Field(
         default_factory=dict,
         description='Key bindings, binding id = key; e.g. "watchlist.add" = "a".',

@@ -17,7 +17,7 @@ import logging
 import math
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -47,6 +47,7 @@ from core.state import (
     EngineDelta,
     EngineSnapshot,
     EngineStatus,
+    FeedChange,
     Watchlist,
 )
 from core.store import Store
@@ -96,6 +97,7 @@ class Engine:
         self._log_handler: EngineLogHandler | None = None
         self._running = False
         self._live = asyncio.Event()  # set once the feed has delivered its first batch
+        self._log_listeners: list[Callable[[LogEvent], None]] = []
         self.log_file: Path | None = None
         if broker is None:
             context = BrokerContext(self.market, self.bus, self.market_now_ns, self.calendar,
@@ -290,6 +292,13 @@ class Engine:
         """Add a line to the trader's log (thread-safe: loaders log from workers)."""
         event = LogEvent(self.wall_clock.now_ns(), level, source, message)
         self._logs.append((next(self._log_counter), event))
+        for listener in self._log_listeners:
+            listener(event)
+
+    def add_log_listener(self, listener: Callable[[LogEvent], None]) -> None:
+        """Also hand every log line to `listener` (the daemon's log file, the notifier's
+        errors). It may be called from a worker thread: it must be thread-safe."""
+        self._log_listeners.append(listener)
 
     # ------------------------------------------------------------------ watchlists
 
@@ -562,7 +571,12 @@ class Engine:
 
     def _set_feed_state(self, state: FeedState, message: str) -> None:
         changed = state != self._feed_state
+        was_up = self._feed_state == FeedState.LIVE
         self._feed_state = state
+        # Down and back up again once it has been live (start-up is not news).
+        if self._live.is_set() and was_up != (state == FeedState.LIVE):
+            self.bus.publish(FeedChange(self.wall_clock.now_ns(), self.feed.name, state,
+                                        message))
         self._feed_message = message
         if message:
             level = LogLevel.WARNING if state == FeedState.RECONNECTING else LogLevel.INFO

@@ -175,6 +175,21 @@ class QuoteRow(NamedTuple):
 
 
 @dataclass(frozen=True, slots=True)
+class FeedChange:
+    """The feed went down (anything but live) or came back (published on the bus when
+    its state changes between live and not)."""
+
+    ts_ns: int  # wall clock
+    feed: str
+    state: FeedState
+    message: str
+
+    @property
+    def up(self) -> bool:
+        return self.state == FeedState.LIVE
+
+
+@dataclass(frozen=True, slots=True)
 class Watchlist:
     name: str
     symbols: tuple[str, ...]

@@ -365,7 +365,9 @@ class TradingDesk(DeskViews):
         self.log_line(LogLevel.WARNING if problems else LogLevel.INFO, "risk", message)
         self.store.audit("kill switch", message, {"canceled": canceled,
                                                   "closing": flattening})
-        return KillReport(canceled, flattening, problems)
+        report = KillReport(canceled, flattening, problems)
+        self.bus.publish(report)  # the notifier's kill_switch
+        return report
 
     def set_trading_state(self, state: TradingState, reason: str) -> None:
         """The trader's (or the kill switch's) choice: it outlives a restart."""
