@@ -11,6 +11,16 @@ bar it is as of). At a new session the history is loaded again.
 
 A symbol that starts matching is announced once (`ScanHit` on the bus: the notifier's
 kind `scan_hit`, and a line in the log), and not again for `hit_debounce_s` seconds.
+What counts as starting to match:
+
+- The first result of every loaded `LiveScan` (a scan made active, a universe or a
+  session loaded again, a load retried) is a baseline, announced for no symbol: it is
+  what the screen shows as it is set, and the next session's history is not news.
+- After it, only a symbol whose own data moved can start matching: one the feed was
+  already streaming at the last result and that has a bar of today's now. A symbol on
+  its last close never changes within a load, and a symbol the feed starts streaming
+  later (a small universe subscribed after its first result) is being caught up: its
+  first live result is its own baseline.
 """
 
 from __future__ import annotations
@@ -123,9 +133,12 @@ class ScanService:
         self._loaded_for: tuple[str, tuple[date, bool]] | None = None  # see _session
         self._seen_seq = -1
         self._announced: dict[str, float] = {}  # symbol -> wall time of its last notice
-        # The symbols matching at the last evaluation; None right after a scan is made
-        # active, whose first result is the baseline (what the screen shows already).
-        self._matching: set[str] | None = None
+        # What announcements compare with: the LiveScan of the last result (a result of
+        # any other one is a baseline), the symbols matching in it, and those the feed
+        # was streaming then (see _announce).
+        self._compared: LiveScan | None = None
+        self._matching: set[str] = set()
+        self._streaming: set[str] = set()
         self._task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
         self._build_lock = asyncio.Lock()
@@ -173,7 +186,7 @@ class ScanService:
     async def clear_scan(self) -> None:
         self._scan, self._live, self._loaded_for = None, None, None
         self._symbols = []
-        self._matching = None
+        self._compared = None
         self._publish(ScanView(saved=self.view.saved))
         await self.store.set_setting(ACTIVE_SCAN_KEY, None)
 
@@ -217,7 +230,7 @@ class ScanService:
             self._loaded_for = None
         self._scan, self._symbols = scan, symbols
         self._live = None
-        self._matching = None
+        self._compared = None
         self._publish(ScanView(text=text, universe=name, loading=True, saved=self.view.saved))
         self._wake.set()
 
@@ -230,11 +243,12 @@ class ScanService:
         return day, closed
 
     async def _build(self, session: tuple[date, bool]) -> None:
-        scan = self._scan
-        if scan is None:
-            return
         async with self._build_lock:
-            universe, symbols = self.view.universe, list(self._symbols)
+            # The scan and its universe as they are once the lock is ours (a scan made
+            # active while an earlier load held it is the one to load).
+            scan, universe, symbols = self._scan, self.view.universe, list(self._symbols)
+            if scan is None:
+                return
             if self._live is not None and self._live.scan is scan and \
                     self._loaded_for == (universe, session):
                 return  # built meanwhile (the refresh loop and a command both asked)
@@ -244,12 +258,14 @@ class ScanService:
                 live = await asyncio.to_thread(LiveScan, scan, history, today)
             except Exception as error:  # a feed that failed or a universe with no data
                 log.debug("scanner: loading %s failed", universe, exc_info=True)
-                self._live = None
-                self._publish(self._replace(loading=False, result=None,
-                                            error=f"cannot load the {universe} universe: "
-                                                  f"{error}"))
+                if scan is self._scan:
+                    self._live = None
+                    self._publish(self._replace(loading=False, result=None,
+                                                error=f"cannot load the {universe} "
+                                                      f"universe: {error}"))
                 return
             if scan is self._scan:
+                # A new LiveScan: its first result is a baseline (_announce).
                 self._live = live
                 self._loaded_for = (universe, session)
                 self._seen_seq = -1
@@ -277,48 +293,61 @@ class ScanService:
         if live is None:
             return
         self._seen_seq = self.market.seq
-        result = live.update(self._today_bars(live))
-        self._announce(result)
+        bars, streaming = self._today_bars(live)
+        result = live.update(bars)
+        self._announce(live, result, set(bars), streaming)
         self._publish(self._replace(result=result, loading=False, error="",
                                     evaluated_ns=self.wall_ns()))
 
-    def _today_bars(self, live: LiveScan) -> dict[str, BarValues]:
-        """Today's forming bar of every streamed universe symbol."""
+    def _today_bars(self, live: LiveScan) -> tuple[dict[str, BarValues], set[str]]:
+        """Today's forming bar of every streamed universe symbol that has one, and the
+        universe symbols the feed streams (those with a price, of any day)."""
         bars: dict[str, BarValues] = {}
+        streaming: set[str] = set()
         states = self.market.states
         for symbol in live.columns:
             state = states.get(symbol)
             if state is None:
                 continue
             row = state.row()
+            if row.ts_ns and math.isfinite(row.last):
+                streaming.add(symbol)
             values = (row.day_open, row.day_high, row.day_low, row.last, row.volume)
             if not row.ts_ns or not all(math.isfinite(v) for v in values):
                 continue
             if self.calendar.session_date(row.ts_ns) != live.session:
                 continue
             bars[symbol] = values
-        return bars
+        return bars, streaming
 
-    def _announce(self, result: ScanResult) -> None:
-        """Announce the symbols that started matching since the last evaluation (not
-        those of a scan's first result: the screen shows them as it is set)."""
+    def _announce(self, live: LiveScan, result: ScanResult, moved: set[str],
+                  streaming: set[str]) -> None:
+        """Announce the symbols that started matching since the last result of `live`
+        (`moved`: those given a bar of today's for it; `streaming`: those the feed
+        streams). Nothing for the first result of a LiveScan: a baseline."""
         now = time.monotonic()
         current = {hit.symbol for hit in result.hits}
-        before = self._matching
-        self._matching = current
-        if before is None:
+        baseline = self._compared is not live
+        before, streamed_before = self._matching, self._streaming
+        self._compared, self._matching, self._streaming = live, current, streaming
+        if baseline:
             return
         scan_text = self.view.text
         for hit in result.hits:
-            if hit.symbol in before:
+            symbol = hit.symbol
+            if symbol in before:
                 continue
-            last = self._announced.get(hit.symbol)
+            # Only its own data can make a symbol start matching: a live bar, for a symbol
+            # streamed already at the last result (not one being caught up).
+            if symbol not in moved or symbol not in streamed_before:
+                continue
+            last = self._announced.get(symbol)
             if last is not None and now - last < self.settings.hit_debounce_s:
                 continue
-            self._announced[hit.symbol] = now
+            self._announced[symbol] = now
             summary = ", ".join(f"{text} = {value:.4g}" for text, value in hit.values.items())
-            self.bus.publish(ScanHit(self.feed.clock.now_ns(), hit.symbol, scan_text, summary))
-            self.log_line(LogLevel.INFO, "scanner", f"scan hit: {hit.symbol} ({summary})")
+            self.bus.publish(ScanHit(self.feed.clock.now_ns(), symbol, scan_text, summary))
+            self.log_line(LogLevel.INFO, "scanner", f"scan hit: {symbol} ({summary})")
 
     async def _run(self) -> None:
         while True:

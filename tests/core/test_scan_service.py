@@ -1,21 +1,32 @@
 """The engine's scanner over the real replay: a scan over a watchlist is live (today's
 forming bars), over the bundled universe the rest is on the last close; bad input is a
 CommandError with the column; the active scan and saved scans survive a restart; new
-hits are published once (kind `scan_hit`) and debounced."""
+hits are published once (kind `scan_hit`) and debounced, and only for a symbol whose
+own live data made it match: never for the first result of a load (a scan set, the
+universe loaded again at the bell or after a failed load), a symbol on its last close,
+or a symbol being caught up as its streaming starts."""
 
 from __future__ import annotations
 
+import asyncio
 import math
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Sequence
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from core import scan_service
 from core.engine import CommandError, Engine
 from core.model import Trade
+from core.scan_language import parse
+from core.scan_live import LiveScan
 from core.scan_service import ScanHit, resolve_universe
+from core.scan_universe import UniverseBars
 from core.state import ChangeCursor, Watchlist
+from data.replay import ReplayFeed
 from tests.conftest import make_settings
 from tests.core.test_engine import wait_for
 
@@ -167,3 +178,117 @@ async def test_values_are_numbers_a_screen_can_show(engine: Engine) -> None:
     for hit in view.result.hits:
         assert set(hit.values) == {"rsi(close, 14)", "close", "sma(close, 20)"}
         assert all(math.isfinite(value) for value in hit.values.values())
+
+
+# The scan of the whole-universe snapshot that once showed "scan hit" lines (AMGN, KO and
+# TAP: the last three of its 268 hits, so its whole first result had been announced).
+WHOLE_UNIVERSE_SCAN = "rsi(14) > 40 and close > sma(close, 20) sort by rsi(14) desc"
+
+
+def _streamed(engine: Engine) -> set[str]:
+    return set(engine.market.states)
+
+
+def _ring_the_bell(engine: Engine) -> ReplayFeed:
+    """Move the paused replay to today's close: the session's bars are complete."""
+    feed = engine.feed
+    assert isinstance(feed, ReplayFeed)
+    feed.seek(engine.calendar.open_close_ns(TODAY)[1])
+    return feed
+
+
+async def test_the_universe_loaded_again_at_the_bell_is_a_baseline(engine: Engine) -> None:
+    announced: list[ScanHit] = []
+    engine.bus.subscribe(ScanHit, announced.append)
+    view = await engine.set_scan(WHOLE_UNIVERSE_SCAN, "bundled")
+    assert view.result is not None
+    before = {hit.symbol for hit in view.result.hits}
+    # The bell: the universe is loaded again (today is the next session), and every
+    # symbol is scanned on today's close.
+    _ring_the_bell(engine)
+    await engine.scanner.refresh()
+    after = engine.scanner.view.result
+    assert after is not None
+    assert after.day == TODAY
+    new = {hit.symbol for hit in after.hits} - before
+    assert new - _streamed(engine)  # symbols the feed never streamed match now...
+    assert announced == []  # ...but a new load's first result is no news
+    assert not any("scan hit" in event.message for event in engine.snapshot().logs)
+
+
+async def test_a_load_retried_after_it_failed_is_a_baseline(
+        engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    announced: list[ScanHit] = []
+    engine.bus.subscribe(ScanHit, announced.append)
+    await engine.set_scan(WHOLE_UNIVERSE_SCAN, "bundled")
+    feed = _ring_the_bell(engine)
+    load = feed.daily_universe
+    failures = [OSError("the disk hiccuped")]
+
+    async def flaky(symbols: Sequence[str] | None) -> tuple[UniverseBars, date]:
+        if failures:
+            raise failures.pop()
+        return await load(symbols)
+
+    monkeypatch.setattr(feed, "daily_universe", flaky)
+    await engine.scanner.refresh()
+    assert "the disk hiccuped" in engine.scanner.view.error
+    await engine.scanner.refresh()  # loads again
+    result = engine.scanner.view.result
+    assert result is not None
+    assert result.day == TODAY
+    assert announced == []
+
+
+async def test_symbols_streamed_after_the_first_result_are_caught_up_not_announced(
+        engine: Engine) -> None:
+    announced: list[ScanHit] = []
+    engine.bus.subscribe(ScanHit, announced.append)
+    universe = ["IBM", "KO", "PEP", "WMT", "PG", "JNJ", "VZ"]
+    assert not set(universe) & _streamed(engine)
+    # The first result is on their last close (the feed streams them only once the scan
+    # is set): all rose on the 13th, none matches.
+    view = await engine.set_scan("change < 0", ", ".join(universe))
+    assert view.result is not None
+    assert view.result.hits == []
+
+    def caught_up() -> bool:
+        # Every symbol has its prices, and the scanner has evaluated them.
+        return all(engine.market.states[symbol].last == engine.market.states[symbol].last
+                   for symbol in universe) and engine.market.seq == engine.scanner._seen_seq
+
+    await wait_for(caught_up)
+    result = engine.scanner.view.result
+    assert result is not None
+    falling = {hit.symbol for hit in result.hits}
+    assert falling  # some are down on the day: they match on today's bar...
+    assert all(hit.as_of == TODAY for hit in result.hits)
+    assert announced == []  # ...as they did when the scan was set: being caught up is no news
+    # A symbol already streamed that starts falling now is news.
+    rising = sorted(set(universe) - falling)[0]
+    state = engine.market.states[rising]
+    engine.ingest([Trade(rising, state.ts_ns + 1, state.prev_close * 0.5, 100)])
+    await engine.scanner.refresh()
+    assert [hit.symbol for hit in announced] == [rising]
+
+
+async def test_scans_set_at_once_over_a_slow_load_announce_nothing(
+        engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A loaded machine: the load is slow, two scans are set at once while the refresh
+    loop runs; the result is the last scan's, and no result is announced."""
+    announced: list[ScanHit] = []
+    engine.bus.subscribe(ScanHit, announced.append)
+
+    def slow(*args: Any) -> LiveScan:
+        time.sleep(0.3)
+        return LiveScan(*args)
+
+    monkeypatch.setattr(scan_service, "LiveScan", slow)
+    await asyncio.gather(engine.set_scan("close > open", "bundled"),
+                         engine.set_scan(WHOLE_UNIVERSE_SCAN, "bundled"))
+    await asyncio.sleep(0.5)  # a few refreshes
+    view = engine.scanner.view
+    assert view.text == WHOLE_UNIVERSE_SCAN
+    assert view.result is not None
+    assert view.result.scan.condition == parse(WHOLE_UNIVERSE_SCAN).condition
+    assert announced == []
