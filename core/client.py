@@ -9,7 +9,7 @@ which one it holds.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from decimal import Decimal
 from typing import Any
 
@@ -42,6 +42,12 @@ class EngineClient(ABC):
 
     @abstractmethod
     async def snapshot(self) -> EngineSnapshot: ...
+
+    def notify_changes(self, callback: Callable[[], None]) -> bool:
+        """Ask to be called when changes arrive, so the screen pulls then rather than on
+        a timer. False: this client cannot say (an in-process engine changes on every
+        tick), so the screen pulls at its own cadence."""
+        return False
 
     @abstractmethod
     async def changes(self, cursor: ChangeCursor) -> EngineDelta: ...
@@ -107,6 +113,10 @@ class EngineClient(ABC):
 
     @abstractmethod
     async def kill_switch(self) -> KillReport: ...
+
+    @abstractmethod
+    async def flatten(self) -> KillReport:
+        """Cancel every open order and close every position; trading stays as it is."""
 
     @abstractmethod
     async def set_trading_state(self, state: TradingState, reason: str = "") -> None: ...
@@ -230,6 +240,9 @@ class InProcessEngineClient(EngineClient):
 
     async def kill_switch(self) -> KillReport:
         return await self.engine.desk.kill()
+
+    async def flatten(self) -> KillReport:
+        return await self.engine.desk.flatten()
 
     async def set_trading_state(self, state: TradingState, reason: str = "") -> None:
         self.engine.desk.set_trading_state(state, reason)

@@ -18,7 +18,8 @@ import annotated_types
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
-from core.config import ENV_PREFIX, Settings, field_at, is_model, unwrap
+from core.config import ENV_PREFIX, Settings, element, field_at, is_model, unwrap
+from core.config_notify import redact_url
 
 _BARE_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
 _SECRET_WORDS = frozenset({"key", "secret", "token", "password", "passwd", "passphrase"})
@@ -181,6 +182,10 @@ def default_config_text() -> str:
                 current = getattr(value, key)
                 if current is None:
                     lines.append(f'# {key} = "..."')
+                elif current == {} or (current == [] and is_model(element(field.annotation))):
+                    # Left out, so that the user can add it as a table ([notify.targets],
+                    # [[notify.rules]]) without defining it twice.
+                    lines.append(f"# {key} = {'{}' if current == {} else '[]'}")
                 else:
                     lines.append(f"{key} = {_toml_value(current)}")
         else:
@@ -211,11 +216,16 @@ def _redact(data: Any) -> Any:
 
 
 def redacted(settings: Settings) -> dict[str, Any]:
-    """The settings as JSON-able data, with any key/secret/token/password shown as ***."""
+    """The settings as JSON-able data, with any key/secret/token/password shown as ***
+    (and notification URLs as their scheme only)."""
     data: dict[str, Any] = settings.model_dump(mode="json")
     # Watchlist names are the user's own words ("Key stocks"), never credentials.
     watchlists = data.pop("watchlists", None)
     result: dict[str, Any] = _redact(data)
+    # An apprise URL carries its service's token: show only the service.
+    targets = result.get("notify", {}).get("targets", {})
+    for name, url in targets.items():
+        targets[name] = redact_url(url)
     if watchlists is not None:
         result["watchlists"] = watchlists
     return result

@@ -39,6 +39,7 @@ from core.model import (
     is_well_formed_symbol,
     normalize_symbol,
 )
+from core.notify import Notifier, zone_for
 from core.saved_scans import SavedScan
 from core.scan_service import ScanService, ScanView
 from core.state import (
@@ -64,6 +65,7 @@ LOG_SIZE = 2_000
 DAY_NS = 24 * 3600 * NS_PER_SECOND
 REPLAY_POSITION_KEY = "replay.position_ns"
 SAVE_POSITION_EVERY_S = 5.0
+NOTIFY_STOP_S = 3.0  # how long queued notifications may hold up a stop
 
 
 class Engine:
@@ -97,8 +99,9 @@ class Engine:
         self._log_handler: EngineLogHandler | None = None
         self._running = False
         self._live = asyncio.Event()  # set once the feed has delivered its first batch
-        self._log_listeners: list[Callable[[LogEvent], None]] = []
+        self._log_listeners: list[tuple[Callable[[LogEvent], None], bool]] = []
         self.log_file: Path | None = None
+        self.last_data_at = 0.0  # monotonic time of the feed's last non-empty batch
         if broker is None:
             context = BrokerContext(self.market, self.bus, self.market_now_ns, self.calendar,
                                     store)
@@ -115,6 +118,11 @@ class Engine:
         self.scanner = ScanService(settings.scanner, feed, self.market, store, self.bus,
                                    self.calendar, lambda: self.watchlists, self.log,
                                    self.wall_clock.now_ns)
+        self.notifier = Notifier(settings.notify, log_line=self.log,
+                                 zone=zone_for(settings.ui.timezone),
+                                 wall_now_ns=self.wall_clock.now_ns)
+        self.notifier.attach(self.bus, orders=lambda client_id: self.desk.orders.get(client_id))
+        self.add_log_listener(self.notifier.on_log)
 
     def market_now_ns(self) -> int:
         """The market clock (the replay's, for a replay; it swaps clocks on a seek)."""
@@ -138,6 +146,7 @@ class Engine:
             raise
 
     async def start(self) -> None:
+        await self.notifier.start()
         self._log_handler = EngineLogHandler(self)
         for name in ("core", "data"):
             logging.getLogger(name).addHandler(self._log_handler)
@@ -184,6 +193,8 @@ class Engine:
         return True
 
     async def stop(self) -> None:
+        with contextlib.suppress(Exception):
+            await self.notifier.stop(NOTIFY_STOP_S)
         self._running = False
         for task in self._tasks:
             task.cancel()
@@ -207,6 +218,8 @@ class Engine:
 
     def ingest(self, batch: Sequence[Any]) -> None:
         """Apply a batch of market events from the feed (the hot path)."""
+        if batch:
+            self.last_data_at = time.monotonic()  # the health record's last quote age
         self.market.ingest(batch)
 
     # ------------------------------------------------------------------ consumers
@@ -288,17 +301,23 @@ class Engine:
     def _last_log_seq(self) -> int:
         return self._logs[-1][0] if self._logs else 0
 
-    def log(self, level: LogLevel, source: str, message: str) -> None:
-        """Add a line to the trader's log (thread-safe: loaders log from workers)."""
+    def log(self, level: LogLevel, source: str, message: str, *,
+            forwarded: bool = False) -> None:
+        """Add a line to the trader's log (thread-safe: loaders log from workers).
+        `forwarded`: the line is a Python log record (`EngineLogHandler`)."""
         event = LogEvent(self.wall_clock.now_ns(), level, source, message)
         self._logs.append((next(self._log_counter), event))
-        for listener in self._log_listeners:
-            listener(event)
+        for listener, wants_forwarded in self._log_listeners:
+            if wants_forwarded or not forwarded:
+                listener(event)
 
-    def add_log_listener(self, listener: Callable[[LogEvent], None]) -> None:
-        """Also hand every log line to `listener` (the daemon's log file, the notifier's
-        errors). It may be called from a worker thread: it must be thread-safe."""
-        self._log_listeners.append(listener)
+    def add_log_listener(self, listener: Callable[[LogEvent], None], *,
+                         forwarded: bool = True) -> None:
+        """Also hand every log line to `listener` (the notifier's errors, the daemon's
+        log file). It may be called from a worker thread: it must be thread-safe.
+        `forwarded=False`: not the lines that came from Python logging (a log file
+        has those already)."""
+        self._log_listeners.append((listener, forwarded))
 
     # ------------------------------------------------------------------ watchlists
 
@@ -612,7 +631,7 @@ class EngineLogHandler(logging.Handler):
         try:
             level = LogLevel(min(max(record.levelno // 10 * 10, 10), 40))
             source = record.name.split(".")[-1]
-            self._engine.log(level, source, record.getMessage())
+            self._engine.log(level, source, record.getMessage(), forwarded=True)
         except Exception:
             self.handleError(record)
 

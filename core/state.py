@@ -207,6 +207,10 @@ class EngineStatus:
     replay: str  # "" unless the feed is a replay: position and speed
     paused: bool
     database: str
+    # How the screen reaches the engine: "" in the same process; attached to a daemon,
+    # "daemon pid N", or why not and when it tries again ("disconnected: ...").
+    link: str = ""
+    link_down: bool = False
 
 
 @dataclass(frozen=True, slots=True)

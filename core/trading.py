@@ -343,6 +343,16 @@ class TradingDesk(DeskViews):
     async def kill(self) -> KillReport:
         """The kill switch: halt, cancel every open order, close every position."""
         self.set_trading_state(TradingState.HALTED, "kill switch")
+        report = await self._flatten("kill switch")
+        self.bus.publish(report)  # the notifier's kill_switch
+        return report
+
+    async def flatten(self) -> KillReport:
+        """Cancel every open order and close every position at the market, leaving the
+        trading state as it is (`tapedeck flatten`)."""
+        return await self._flatten("flatten")
+
+    async def _flatten(self, why: str) -> KillReport:
         canceled = await self.cancel_all()
         flattening: list[str] = []
         problems: list[str] = []
@@ -351,23 +361,21 @@ class TradingDesk(DeskViews):
                 continue
             request = OrderRequest(position.symbol,
                                    Side.SELL if position.quantity > 0 else Side.BUY,
-                                   abs(position.quantity), strategy="kill switch")
+                                   abs(position.quantity), strategy=why)
             try:
                 order = await self.place(request, flatten=True)
             except CommandError as err:
                 problems.append(f"{position.symbol}: {err}")
                 continue
             flattening.append(order.client_order_id)
-        message = (f"kill switch: halted, {canceled} orders canceled, "
-                   f"{len(flattening)} positions closing")
+        message = f"{why}: {canceled} orders canceled, {len(flattening)} positions closing"
+        if why == "kill switch":
+            message = message.replace(": ", ": halted, ", 1)
         if problems:
             message += "; could not close " + "; ".join(problems)
         self.log_line(LogLevel.WARNING if problems else LogLevel.INFO, "risk", message)
-        self.store.audit("kill switch", message, {"canceled": canceled,
-                                                  "closing": flattening})
-        report = KillReport(canceled, flattening, problems)
-        self.bus.publish(report)  # the notifier's kill_switch
-        return report
+        self.store.audit(why, message, {"canceled": canceled, "closing": flattening})
+        return KillReport(canceled, flattening, problems)
 
     def set_trading_state(self, state: TradingState, reason: str) -> None:
         """The trader's (or the kill switch's) choice: it outlives a restart."""

@@ -3,6 +3,8 @@ so nothing touches the user's real files."""
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -37,7 +39,7 @@ def session_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 
 
 @pytest.fixture(autouse=True)
-def isolated_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+def isolated_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     """Point config, data and cache directories at a temporary folder."""
     home = tmp_path / "home"
     home.mkdir()
@@ -49,7 +51,13 @@ def isolated_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Pat
     monkeypatch.setenv("XDG_DATA_HOME", str(home / "data"))
     monkeypatch.setenv("XDG_CACHE_HOME", str(home / "cache"))
     monkeypatch.setenv("XDG_STATE_HOME", str(home / "state"))
-    return home
+    # A short runtime dir of its own: a Unix socket's path has at most 107 bytes, and
+    # tmp_path alone can be longer than that.
+    runtime = Path(tempfile.mkdtemp(prefix="td-"))
+    runtime.chmod(0o700)
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(runtime))
+    yield home
+    shutil.rmtree(runtime, ignore_errors=True)
 
 
 def make_settings(tmp_path: Path, **sections: dict[str, object]) -> Settings:

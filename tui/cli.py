@@ -16,6 +16,16 @@ from core import __version__
 from core.native import stale as stale_extensions
 from tui.backtest_cli import backtest_command
 from tui.cli_options import ConfigOption, ProfileOption
+from tui.daemon_cli import (
+    attach_command,
+    cancel_all_command,
+    daemon_command,
+    flatten_command,
+    halt_command,
+    resume_command,
+    status_command,
+)
+from tui.notify_cli import notify_app
 from tui.scan_cli import scan_command
 
 if TYPE_CHECKING:
@@ -131,11 +141,13 @@ async def _run_workstation(settings: Settings) -> int:
     from core.client import InProcessEngineClient
     from core.engine import Engine
     from core.feeds import FeedError
-    from core.store import StoreError
+    from core.store import StoreError, StoreLockedError
 
     log_file = _log_to_file(settings)
     try:
         engine = await Engine.open(settings)
+    except StoreLockedError as error:
+        return await _offer_attach(settings, error)
     except (StoreError, FeedError) as error:
         fail(str(error))
     engine.log_file = log_file
@@ -149,6 +161,23 @@ async def _run_workstation(settings: Settings) -> int:
         return tui.return_code or 0
     finally:
         await engine.stop()
+
+
+async def _offer_attach(settings: Settings, error: Exception) -> int:
+    """The profile's database is locked: by a daemon, offer to attach to it; by
+    another workstation, say so."""
+    from tui.daemon_cli import attach, daemon_answers
+
+    if not await daemon_answers(settings):
+        fail(str(error))
+    pid = getattr(error, "pid", None)
+    question = (f"A tapedeck daemon{f' (pid {pid})' if pid else ''} is running on profile "
+                f"{settings.store.profile}. Attach to it?")
+    if not sys.stdin.isatty():
+        fail(f"{question.split('.')[0]}: run `tapedeck attach` to open the workstation on it")
+    if not typer.confirm(question, default=True):
+        return 1
+    return await attach(settings)
 
 
 def _log_to_file(settings: Settings) -> Path | None:
@@ -378,6 +407,14 @@ def config_check(config: ConfigOption = None) -> None:
 
 app.command("backtest")(backtest_command)
 app.command("scan")(scan_command)
+app.add_typer(notify_app, name="notify")
+app.command("daemon")(daemon_command)
+app.command("attach")(attach_command)
+app.command("status")(status_command)
+app.command("halt")(halt_command)
+app.command("resume")(resume_command)
+app.command("flatten")(flatten_command)
+app.command("cancel-all")(cancel_all_command)
 
 
 def main() -> None:
@@ -389,3 +426,7 @@ def main() -> None:
         app()
     except KeyboardInterrupt:
         sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -90,6 +90,11 @@ class Broker(ABC):
     @abstractmethod
     async def stop(self) -> None: ...
 
+    def connection(self) -> str:
+        """The link to the venue as the health record shows it ("connected", or what is
+        wrong); an in-process venue is always connected."""
+        return "connected"
+
     @abstractmethod
     async def submit(self, order: Order, legs: Sequence[Order] = ()) -> None:
         """Send an order (with its bracket legs, whose intents are journaled too).

@@ -98,6 +98,7 @@ class WorkstationScreen(ScannerActions, TradingActions, StrategyActions):
         self.active_watchlist = ""
         self.pane = "quotes"
         self._pulling = False
+        self._pull_again = False
         self._speed = 1.0
         self._paused = False
         self.first_quotes_at: float | None = None
@@ -146,7 +147,12 @@ class WorkstationScreen(ScannerActions, TradingActions, StrategyActions):
         self._apply_snapshot(snapshot, stored if isinstance(stored, str) else None)
         self.query_one(QuoteBoard).focus()
         refresh_hz = self.tapedeck.settings.ui.refresh_hz
-        self.set_interval(1 / refresh_hz, self.pull)
+        if self.client.notify_changes(self._changes_arrived):
+            # Changes are pushed (attached to a daemon): pull as they arrive; the slow
+            # timer only keeps the clock moving should the pushes stop.
+            self.set_interval(1.0, self.pull)
+        else:
+            self.set_interval(1 / refresh_hz, self.pull)
         self.set_interval(0.1, self.query_one(QuoteBoard).expire_flashes)
 
     # ------------------------------------------------------------------ engine -> widgets
@@ -167,8 +173,13 @@ class WorkstationScreen(ScannerActions, TradingActions, StrategyActions):
         risk_panel.risk = snapshot.risk
         self._note_first_quotes(snapshot.rows.values())
 
+    def _changes_arrived(self) -> None:
+        if self.is_attached:
+            self.call_later(self.pull)
+
     async def pull(self) -> None:
         if self._pulling:
+            self._pull_again = True  # changes that arrived meanwhile are not left waiting
             return
         self._pulling = True
         try:
@@ -179,6 +190,9 @@ class WorkstationScreen(ScannerActions, TradingActions, StrategyActions):
             self.apply_delta(delta)
         finally:
             self._pulling = False
+            if self._pull_again:
+                self._pull_again = False
+                self.call_later(self.pull)
 
     def apply_delta(self, delta: EngineDelta) -> None:
         board = self.query_one(QuoteBoard)

@@ -37,6 +37,13 @@ class StatusBar(Widget):
         if status is None:
             text.append(" starting…", style=variables.get("secondary", ""))
             return text
+        if status.link_down:
+            # Attached to a daemon that went away: first, so no width hides it; the rest
+            # of the line is as the daemon last said, and may be old.
+            text.append(f" ✖ {status.link.upper()[:1]}{status.link[1:]} ",
+                        style=f"bold reverse {variables.get('error', 'red')}")
+        elif status.link:
+            text.append(f" ⇄ {status.link}", style=variables.get("secondary", ""))
         feed_colour = {
             FeedState.LIVE: variables.get("up", "green"),
             FeedState.RECONNECTING: variables.get("warn", "yellow"),
