@@ -65,6 +65,30 @@ class HostMeter:
                                           "cpus": os.cpu_count()}
 
 
+def cpu_seconds(pid: int | str = "self") -> float | None:
+    """User + system CPU seconds a process has used so far, all its threads (utime and
+    stime of /proc/<pid>/stat, Linux only); None when it cannot be read (gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            data = stat.read()
+    except OSError:
+        return None
+    fields = data[data.rindex(")") + 2:].split()  # from field 3 (state) on
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def rss_mb(pid: int | str = "self") -> float | None:
+    """Resident set size now (VmRSS of /proc/<pid>/status), in MB."""
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            for line in status:
+                if line.startswith("VmRSS:"):
+                    return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        pass
+    return None
+
+
 def emit(result: dict[str, Any]) -> None:
     """The benchmark's one JSON object, on stdout."""
     json.dump(result, sys.stdout)
