@@ -101,7 +101,8 @@ async def serve(home: Path, push_hz: float | None) -> None:
     """The daemon's side: engine + ControlServer + the injector. Talks to the parent on
     stdin ("go", "stop", then end of file: shut down) and stdout (one JSON line each)."""
     import core.control as control
-    from core.control import ControlServer, socket_path
+    from core.control import ControlServer
+    from core.control_paths import socket_path
     from core.engine import Engine
     from core.model import FeedState, Quote, Trade
 

@@ -142,8 +142,8 @@ async def wait_for_daemon(path: Path, proc: subprocess.Popen[bytes], log: Path) 
 
 async def measure(seconds: float, settle: float, home: Path) -> dict[str, Any]:
     from core.config import load_settings
-    from core.control import socket_path
     from core.control_client import RemoteEngineClient
+    from core.control_paths import socket_path
     from core.state import EngineDelta
 
     config = home / "config.toml"

@@ -33,7 +33,8 @@ import platformdirs
 
 from core import __version__
 from core.config import ConfigError
-from core.control import ControlError, ControlServer, socket_path
+from core.control import ControlServer
+from core.control_paths import ControlError, socket_path
 from core.health import HealthRecord, health_of, save_health
 from core.model import LogEvent, LogLevel
 from core.notify import NotifyLevel

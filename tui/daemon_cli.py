@@ -111,8 +111,8 @@ def attach_command(
 
 
 async def attach(settings: Settings) -> int:
-    from core.control import socket_path
     from core.control_client import DaemonUnavailable, RemoteEngineClient
+    from core.control_paths import socket_path
     from tui.cli import _log_to_file
 
     _log_to_file(settings)
@@ -133,8 +133,8 @@ async def attach(settings: Settings) -> int:
 
 async def daemon_answers(settings: Settings) -> bool:
     """Whether a daemon answers on the profile's socket."""
-    from core.control import socket_path
     from core.control_client import DaemonUnavailable, RemoteEngineClient
+    from core.control_paths import socket_path
 
     client = RemoteEngineClient(socket_path(settings), call_timeout_s=3)
     try:
@@ -151,8 +151,8 @@ async def daemon_answers(settings: Settings) -> bool:
 def _on_daemon(settings: Settings, action: Callable[[RemoteEngineClient], Awaitable[T]]) -> T:
     """Run `action` on a client of the profile's daemon; a clear exit when none runs or
     it refuses."""
-    from core.control import socket_path
     from core.control_client import DaemonUnavailable, RemoteEngineClient
+    from core.control_paths import socket_path
     from core.state import CommandError
 
     async def run() -> T:
@@ -199,8 +199,8 @@ def status_command(
 
 
 async def _health(settings: Settings) -> tuple[HealthRecord | None, bool]:
-    from core.control import socket_path
     from core.control_client import DaemonUnavailable, RemoteEngineClient
+    from core.control_paths import socket_path
     from core.health import load_health
     from core.state import CommandError
     from core.store import StoreError

@@ -19,15 +19,9 @@ from pathlib import Path
 import pytest
 
 from core.config import Settings
-from core.control import (
-    MAX_LINE,
-    ControlError,
-    ControlServer,
-    check_path_length,
-    ensure_private_dir,
-    socket_path,
-)
+from core.control import MAX_LINE, ControlServer
 from core.control_client import DaemonUnavailable, RemoteEngineClient, merge_deltas
+from core.control_paths import ControlError, check_path_length, ensure_private_dir, socket_path
 from core.engine import Engine
 from core.model import OrderRequest, Side
 from core.state import ChangeCursor, CommandError

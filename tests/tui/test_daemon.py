@@ -20,8 +20,8 @@ import platformdirs
 import pytest
 
 from core.config import Settings, load_settings
-from core.control import socket_path
 from core.control_client import DaemonUnavailable, RemoteEngineClient
+from core.control_paths import socket_path
 from core.health import load_health
 from core.model import (
     TERMINAL_STATUSES,
@@ -32,6 +32,7 @@ from core.model import (
     TradingState,
 )
 from core.state import CommandError
+from tests.core.test_control import RawClient
 from tests.tui.test_cli_trading import run
 from tui.book_report import read_book
 
@@ -268,6 +269,16 @@ async def test_the_command_line_operations(daemon: DaemonProcess) -> None:
     await client.place_order(OrderRequest("JPM", Side.BUY, Decimal(2), OrderType.LIMIT,
                                           limit_price=Decimal("100.00")))
     config = ("--config", str(daemon.config))
+    # Abuse on one connection (garbage, ten megabytes on a line, a client that never
+    # reads) while the others go on being served below.
+    raw = await RawClient(daemon.socket).open()
+    await raw.hello()
+    await raw.send(b"{garbage\n" + b"x" * (10 * 1024 * 1024) + b"\n")
+    assert "malformed JSON" in str((await raw.reply())["error"])
+    assert "message too large" in str((await raw.reply())["error"])
+    silent = await RawClient(daemon.socket).open()
+    await silent.hello()
+    await silent.request({"id": 1, "cmd": "subscribe"})  # then never reads again
 
     halted = await asyncio.to_thread(run, "halt", "--reason", "lunch", *config)
     assert halted.exit_code == 0
@@ -303,6 +314,8 @@ async def test_the_command_line_operations(daemon: DaemonProcess) -> None:
         await asyncio.sleep(0.05)
     assert not (await client.snapshot()).positions
     await client.close()
+    raw.close()
+    silent.close()
     assert await daemon.stop() == 0
 
     for command in ("halt", "resume", "cancel-all", "flatten --yes"):
