@@ -12,7 +12,7 @@ import signal
 import sys
 import textwrap
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from decimal import Decimal
 from pathlib import Path
 
@@ -33,6 +33,7 @@ from core.model import (
 )
 from core.state import CommandError
 from tests.core.test_control import RawClient
+from tests.core.test_notify import Receiver
 from tests.tui.test_cli_trading import run
 from tui.book_report import read_book
 
@@ -42,8 +43,9 @@ ROOT = Path(__file__).resolve().parents[2]
 START_TIMEOUT_S = 60.0
 
 
-def write_config(path: Path, database: Path, *, max_order_notional: int = 50_000) -> None:
-    path.write_text(textwrap.dedent(f"""\
+def write_config(path: Path, database: Path, *, max_order_notional: int = 50_000,
+                 notify: str = "") -> None:
+    path.write_text(notify + textwrap.dedent(f"""\
         [store]
         path = "{database}"
         [replay]
@@ -329,3 +331,41 @@ async def test_the_command_line_operations(daemon: DaemonProcess) -> None:
     assert "ExecReload=/bin/kill -HUP $MAINPID" in unit.stdout
     executable = unit.stdout.split("ExecStart=")[1].split()[0]
     assert os.path.isabs(executable)
+
+
+@pytest.fixture
+def loopback() -> Iterator[Receiver]:
+    """An HTTP server on 127.0.0.1 that keeps what apprise's json:// posts to it."""
+    receiver = Receiver()
+    yield receiver
+    receiver.close()
+
+
+async def test_the_daemon_announces_itself_and_sighup_swaps_the_notification_rules(
+        tmp_path: Path, loopback: Receiver) -> None:
+    receiver = loopback
+    config = tmp_path / "config.toml"
+    database = tmp_path / "daemon.sqlite"
+    targets = '[notify.targets]\nphone = "{url}"\n'
+    write_config(config, database, notify=targets.format(url=receiver.url("before")))
+    daemon = await DaemonProcess(tmp_path, config).start()
+    try:
+        await (await daemon.client()).close()
+        await wait_until(lambda: receiver.titles("before") == ["tapedeck daemon started"])
+        write_config(config, database, notify=targets.format(url=receiver.url("after")))
+        assert daemon.process is not None
+        daemon.process.send_signal(signal.SIGHUP)
+        await daemon.wait_for_log("reloaded notification rules")
+        assert await daemon.stop() == 0
+        assert receiver.titles("after") == ["tapedeck daemon stopped"]
+        assert receiver.titles("before") == ["tapedeck daemon started"]
+    finally:
+        await daemon.kill()
+
+
+async def wait_until(predicate: Callable[[], bool], timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached")
+        await asyncio.sleep(0.05)
