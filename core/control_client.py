@@ -120,7 +120,8 @@ class RemoteEngineClient(EngineClient):
 
     @property
     def connected(self) -> bool:
-        return self._writer is not None
+        """Connected and greeted: requests can be made."""
+        return self._writer is not None and bool(self.server)
 
     async def connect(self) -> dict[str, Any]:
         """Connect and say hello; DaemonUnavailable with the reason otherwise."""
@@ -137,6 +138,7 @@ class RemoteEngineClient(EngineClient):
             raise DaemonUnavailable(f"cannot reach the daemon at {self.path}: "
                                     f"{err.strerror}") from None
         self._reader, self._writer = reader, writer
+        self.server = {}
         self._listener = asyncio.create_task(self._listen(reader), name="control-listen")
         try:
             self.server = await self._call("hello", protocol=PROTOCOL,
@@ -259,6 +261,11 @@ class RemoteEngineClient(EngineClient):
     async def _reconnect(self) -> None:
         delay = BACKOFF_FIRST_S
         attempt = 0
+        if self._subscribed:
+            # Whatever came before the loss is stale: once back, the screen's next pull
+            # says resync, and its snapshot() subscribes again.
+            self._pending = None
+            self._resync = True
         while not self._closing:
             attempt += 1
             wait = delay * random.uniform(0.8, 1.2)  # jitter: clients do not retry in step
@@ -267,10 +274,6 @@ class RemoteEngineClient(EngineClient):
             await asyncio.sleep(wait)
             try:
                 await self.connect()
-                if self._subscribed:
-                    # The screen's next pull says resync; its snapshot() subscribes.
-                    self._pending = None
-                    self._resync = True
                 log.info("reconnected to the daemon (pid %s)", self.server.get("pid"))
                 self._changed()
                 return
