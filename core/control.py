@@ -60,9 +60,8 @@ MAX_LINE = 4 * 1024 * 1024  # a request; replies and pushes may be larger
 MAX_IN_FLIGHT = 64  # requests of one connection running at once
 READ_CHUNK = 256 * 1024
 
-# Commands a client may send besides the EngineClient methods; `changes` is not one:
-# deltas are pushed to a subscriber.
-SESSION_COMMANDS = frozenset({"hello", "subscribe", "unsubscribe", "status", "ping"})
+# Every EngineClient method is a command but `changes`: deltas are pushed to a
+# subscriber. `_run` answers the session's own: hello, ping, status, (un)subscribe.
 EXCLUDED = frozenset({"changes"})
 
 

@@ -98,7 +98,6 @@ class RemoteEngineClient(EngineClient):
         self.client_name = client
         self.call_timeout_s = call_timeout_s
         self.server: dict[str, Any] = {}
-        self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
         self._listener: asyncio.Task[None] | None = None
         self._reconnector: asyncio.Task[None] | None = None
@@ -137,7 +136,7 @@ class RemoteEngineClient(EngineClient):
         except OSError as err:
             raise DaemonUnavailable(f"cannot reach the daemon at {self.path}: "
                                     f"{err.strerror}") from None
-        self._reader, self._writer = reader, writer
+        self._writer = writer
         self.server = {}
         self._listener = asyncio.create_task(self._listen(reader), name="control-listen")
         try:
@@ -277,20 +276,10 @@ class RemoteEngineClient(EngineClient):
                 log.info("reconnected to the daemon (pid %s)", self.server.get("pid"))
                 self._changed()
                 return
-            except (DaemonUnavailable, CommandError) as err:
+            except DaemonUnavailable as err:
                 log.info("daemon not back yet: %s", err)
-                # Short: the status bar has one line for it.
-                self._down_reason = ("disconnected: no daemon answers"
-                                     if isinstance(err, DaemonUnavailable)
-                                     else f"disconnected: {err}")
-                await self._drop_quietly()
+                self._down_reason = "disconnected: no daemon answers"  # the bar has one line
             delay = min(delay * 2, BACKOFF_MAX_S)
-
-    async def _drop_quietly(self) -> None:
-        writer, self._writer = self._writer, None
-        if writer is not None:
-            writer.close()
-        self._listener = None
 
     async def _call(self, command: str, /, **args: Any) -> Any:
         writer = self._writer

@@ -134,7 +134,8 @@ def backtest_command(
     Examples: `tapedeck backtest ma_cross --symbols AAPL,MSFT --param fast=20 --param
     slow=50`; `tapedeck backtest ma_cross --grid fast=5:30:5 --grid slow=40:100:20
     --rank-by max_drawdown_pct`; `tapedeck backtest --list`; `tapedeck backtest --show 3`."""
-    from tui.cli import _global, fail, load
+    from tui.cli import _global, load
+    from tui.cli_options import fail
 
     config, profile = _global(ctx, config, profile)
     if limit is not None and not list_saved:
@@ -190,7 +191,7 @@ def _grid_request(grids: Sequence[str], workers: int | None, top: int | None,
                   rank_by: str | None, save_best: bool, *, trades_csv: str | None,
                   no_save: bool) -> GridRequest | None:
     """The --grid options checked (the ranges' syntax too), or None without --grid."""
-    from tui.cli import fail
+    from tui.cli_options import fail
 
     if not grids:
         given = [option for option, used in (
@@ -224,7 +225,7 @@ def _grid_request(grids: Sequence[str], workers: int | None, top: int | None,
 def _request(strategy: str, symbols: Sequence[str] | None, start: str, end: str, cash: str,
              fill_at: str | None, adjusted: bool | None, params: Sequence[str],
              settings: Settings) -> Request:
-    from tui.cli import fail
+    from tui.cli_options import fail
 
     chosen_fill = fill_at or settings.strategies.backtest_fill_at
     if chosen_fill not in FILL_AT_CHOICES:
@@ -245,7 +246,7 @@ def _request(strategy: str, symbols: Sequence[str] | None, start: str, end: str,
 
 
 def _date(option: str, text: str) -> date:
-    from tui.cli import fail
+    from tui.cli_options import fail
 
     try:
         return date.fromisoformat(text.strip())
@@ -254,7 +255,7 @@ def _date(option: str, text: str) -> date:
 
 
 def _symbols(given: Sequence[str]) -> tuple[str, ...]:
-    from tui.cli import fail
+    from tui.cli_options import fail
 
     chosen: list[str] = []
     for item in given:
@@ -268,7 +269,7 @@ def _symbols(given: Sequence[str]) -> tuple[str, ...]:
 
 
 def _cash(text: str) -> Decimal:
-    from tui.cli import fail
+    from tui.cli_options import fail
 
     try:
         # Separators as people write money: 100,000 and 100_000 both mean 100000.
@@ -281,7 +282,7 @@ def _cash(text: str) -> Decimal:
 
 
 def _param_pairs(given: Sequence[str]) -> dict[str, str]:
-    from tui.cli import fail
+    from tui.cli_options import fail
 
     pairs: dict[str, str] = {}
     for item in given:
@@ -297,7 +298,7 @@ def _param_pairs(given: Sequence[str]) -> dict[str, str]:
 
 def _check_writable(option: str, target: str | None) -> None:
     """Refuse a destination that cannot work before spending time on the run."""
-    from tui.cli import fail
+    from tui.cli_options import fail
 
     if target is None or target == STDOUT:
         return

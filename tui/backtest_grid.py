@@ -54,7 +54,7 @@ def run_grid_command(settings: Settings, registry: StrategyRegistry, request: Re
                      grid: GridRequest, folder: Path | None, *, json_out: str | None) -> int:
     from core.backtest import BacktestSpec
     from core.backtest_grid import GridError, GridInterrupted, GridJob, grid_axes, ranked
-    from tui.cli import fail
+    from tui.cli_options import fail
 
     try:
         strategy_class = registry.get(request.strategy)
@@ -152,7 +152,7 @@ def _check_outcomes(strategy: str, outcomes: Sequence[GridOutcome],
                     dumps: Sequence[dict[str, Any]], varying: Sequence[str]) -> int:
     """Say which runs could not start or failed; the exit code (1 if any did). When no
     run could start, that is the command's error, as for a single run."""
-    from tui.cli import fail
+    from tui.cli_options import fail
 
     errors = [outcome for outcome in outcomes if outcome.error]
     failed = [outcome for outcome in outcomes if outcome.failure and not outcome.error]

@@ -25,7 +25,7 @@ T = TypeVar("T")
 def run_single(settings: Settings, registry: StrategyRegistry, request: Request, *,
                trades_csv: str | None, json_out: str | None, save: bool) -> int:
     from core.backtest import BacktestError, BacktestSpec, run_backtest
-    from tui.cli import fail
+    from tui.cli_options import fail
 
     try:
         strategy_class = registry.get(request.strategy)
@@ -77,7 +77,7 @@ def load_bars(request: Request) -> History:
     """The request's bars (with the warm-up before its start); notes on stderr."""
     from data.bundle import BundleError
     from data.history import HistoryError, load_history
-    from tui.cli import fail
+    from tui.cli_options import fail
 
     try:
         history = load_history(request.symbols, request.start, request.end,

@@ -27,7 +27,7 @@ def _read_saved(settings: Settings, limit: int | None, run_id: int | None
 
     from core.backtest_runs import count_runs, list_runs, load_run
     from core.store import Store, StoreError
-    from tui.cli import fail
+    from tui.cli_options import fail
 
     path = settings.database_path().expanduser()
     if not path.is_file():
@@ -88,7 +88,7 @@ def list_saved(settings: Settings, limit: int) -> None:
 
 def show_saved(settings: Settings, run_id: int) -> None:
     from tui import format as fmt
-    from tui.cli import fail
+    from tui.cli_options import fail
 
     runs, _ = _read_saved(settings, None, run_id)
     if not runs:

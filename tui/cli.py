@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, NoReturn
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from core import __version__
 from core.native import stale as stale_extensions
 from tui.backtest_cli import backtest_command
-from tui.cli_options import ConfigOption, ProfileOption
+from tui.cli_options import ConfigOption, ProfileOption, fail
 from tui.daemon_cli import (
     attach_command,
     cancel_all_command,
@@ -58,11 +58,6 @@ LimitOption = Annotated[
     typer.Option("--limit", "-n", min=0, help=f"Show the newest N (default {DEFAULT_LIMIT}; "
                  "0 for all).", show_default=False),
 ]
-
-
-def fail(message: str, code: int = 2) -> NoReturn:
-    typer.echo(f"tapedeck: {message}", err=True)
-    raise typer.Exit(code)
 
 
 def load(config: Path | None = None, profile: str | None = None,

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
-from tui.cli_options import ConfigOption, ProfileOption
+from tui.cli_options import ConfigOption, ProfileOption, fail
 
 if TYPE_CHECKING:
     from core.config import Settings
@@ -34,10 +34,6 @@ def _settings(ctx: typer.Context, config: Any, profile: Any) -> Settings:
 
     return load(*_global(ctx, config, profile))
 
-
-def _fail(message: str, code: int = 2) -> None:
-    typer.echo(f"tapedeck: {message}", err=True)
-    raise typer.Exit(code)
 
 
 def daemon_command(
@@ -120,7 +116,7 @@ async def attach(settings: Settings) -> int:
     try:
         await client.connect()
     except DaemonUnavailable as err:
-        _fail(f"{err}; start one with `tapedeck daemon`", EXIT_NO_DAEMON)
+        fail(f"{err}; start one with `tapedeck daemon`", EXIT_NO_DAEMON)
     try:
         from tui.app import create_app
 
@@ -160,13 +156,12 @@ def _on_daemon(settings: Settings, action: Callable[[RemoteEngineClient], Awaita
         try:
             await client.connect()
         except DaemonUnavailable as err:
-            _fail(f"{err} for profile {settings.store.profile}; start one with "
+            fail(f"{err} for profile {settings.store.profile}; start one with "
                   "`tapedeck daemon`", EXIT_NO_DAEMON)
         try:
             return await action(client)
         except CommandError as err:
-            _fail(str(err), 1)
-            raise  # not reached
+            fail(str(err), 1)
         finally:
             await client.close()
 
@@ -185,7 +180,7 @@ def status_command(
     settings = _settings(ctx, config, profile)
     record, live = asyncio.run(_health(settings))
     if record is None:
-        _fail(f"no tapedeck daemon is running for profile {settings.store.profile}, and "
+        fail(f"no tapedeck daemon is running for profile {settings.store.profile}, and "
               "none has run on it", EXIT_NO_DAEMON)
         return
     if as_json:
@@ -220,8 +215,7 @@ async def _health(settings: Settings) -> tuple[HealthRecord | None, bool]:
     try:
         return await load_health(path), False
     except StoreError as err:
-        _fail(str(err))
-        raise  # not reached
+        fail(str(err))
 
 
 def _duration(seconds: float) -> str:
@@ -319,7 +313,7 @@ def flatten_command(
     settings = _settings(ctx, config, profile)
     if not yes:
         if not sys.stdin.isatty():
-            _fail("flatten sends market orders: confirm with --yes when not at a terminal")
+            fail("flatten sends market orders: confirm with --yes when not at a terminal")
         typer.confirm(f"Cancel every open order and close every position of profile "
                       f"{settings.store.profile} at the market?", abort=True)
     report = _on_daemon(settings, lambda c: c.flatten())

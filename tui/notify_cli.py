@@ -11,11 +11,11 @@ when the command runs.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated, NoReturn
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from tui.cli_options import ConfigOption, ProfileOption
+from tui.cli_options import ConfigOption, ProfileOption, fail
 
 if TYPE_CHECKING:
     from rich.table import Table
@@ -51,7 +51,7 @@ def send_test_command(
     chosen = [kind.strip().lower() for kind in kinds or []]
     unknown = [kind for kind in chosen if kind not in KINDS]
     if unknown:
-        _fail(f"unknown kind {unknown[0]!r}: the kinds are {', '.join(KINDS)}")
+        fail(f"unknown kind {unknown[0]!r}: the kinds are {', '.join(KINDS)}")
     import asyncio
 
     from core.model import LogLevel
@@ -67,7 +67,7 @@ def send_test_command(
         typer.echo(f"tapedeck: notify: {problem}", err=True)
     if not targets:
         where = config or config_path()
-        _fail(f"no notification targets: add one to {where}, e.g.\n{EXAMPLE}\n"
+        fail(f"no notification targets: add one to {where}, e.g.\n{EXAMPLE}\n"
               "(apprise URLs: https://github.com/caronc/apprise/wiki)", 1)
     if not settings.notify.enabled:
         typer.echo("note: [notify] enabled = false: the engine sends nothing until it is "
@@ -75,7 +75,7 @@ def send_test_command(
     routed = {delivery.kind for delivery in deliveries}
     quiet = [kind for kind in chosen or KINDS if kind not in routed]
     if not deliveries:
-        _fail("the rules send none of these kinds to any target (see [[notify.rules]])", 1)
+        fail("the rules send none of these kinds to any target (see [[notify.rules]])", 1)
     from tui.cli import _show
 
     _show(_table(deliveries))
@@ -114,8 +114,4 @@ def _table(deliveries: list[Delivery]) -> Table:
                       "ok" if delivery.ok else f"FAILED: {delivery.reason}")
     return table
 
-
-def _fail(message: str, code: int = 2) -> NoReturn:
-    typer.echo(f"tapedeck: {message}", err=True)
-    raise typer.Exit(code)
 

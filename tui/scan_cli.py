@@ -17,11 +17,11 @@ import math
 import sys
 from datetime import date
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, NoReturn
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from tui.cli_options import ConfigOption, ProfileOption
+from tui.cli_options import ConfigOption, ProfileOption, fail
 
 if TYPE_CHECKING:
     from rich.table import Table
@@ -66,7 +66,7 @@ def scan_command(
         _show(_catalog(saved))
         return
     if expression is not None and preset is not None:
-        _fail("give a scan or --preset, not both")
+        fail("give a scan or --preset, not both")
     text, universe_spec = _chosen(expression, preset, universe, saved)
     result, universe_name = _run(text, universe_spec, on, watchlists)
     if as_csv:
@@ -74,10 +74,6 @@ def scan_command(
     else:
         _show(_table(result, text, universe_name))
 
-
-def _fail(message: str, code: int = 2) -> NoReturn:
-    typer.echo(f"tapedeck: {message}", err=True)
-    raise typer.Exit(code)
 
 
 def _chosen(expression: str | None, preset: str | None, universe: str | None,
@@ -97,7 +93,7 @@ def _chosen(expression: str | None, preset: str | None, universe: str | None,
     except KeyError as error:
         names = ", ".join(scan.name for scan in saved)
         extra = f"; the saved scans are {names}" if names else ""
-        _fail(f"{error.args[0]}{extra}")
+        fail(f"{error.args[0]}{extra}")
 
 
 def _run(text: str, universe_spec: str, on: str | None,
@@ -113,24 +109,24 @@ def _run(text: str, universe_spec: str, on: str | None,
     try:
         scan = parse(text)
     except ScanError as error:
-        _fail(f"the scan is not valid:\n{error.pointer(text)}")
+        fail(f"the scan is not valid:\n{error.pointer(text)}")
     try:
         bundle = BundledDailyBars()
         known = bundle.symbols()
         name, symbols = resolve_universe(universe_spec, watchlists, known)
         unknown = [symbol for symbol in symbols if symbol not in bundle]
         if unknown:
-            _fail("; ".join(unknown_symbol_message(symbol, known) for symbol in unknown))
+            fail("; ".join(unknown_symbol_message(symbol, known) for symbol in unknown))
         first, last = _span(bundle, symbols)
         day = last if on is None else _date(on)
         if not first <= day <= last:
-            _fail(f"{day} is outside the bundled data ({first} to {last})")
+            fail(f"{day} is outside the bundled data ({first} to {last})")
         label = name if len(name) <= 24 else f"{len(symbols)} symbols"
         return run_scan(scan, universe_bars(bundle, symbols, through=day)), label
     except ValueError as error:  # a universe that does not resolve
-        _fail(str(error))
+        fail(str(error))
     except BundleError as error:
-        _fail(str(error))
+        fail(str(error))
 
 
 def _span(bundle: BundledDailyBars, symbols: list[str]) -> tuple[date, date]:
@@ -142,7 +138,7 @@ def _span(bundle: BundledDailyBars, symbols: list[str]) -> tuple[date, date]:
     spans = [(frame.index[0].date(), frame.index[-1].date()) for frame in frames
              if not frame.empty]
     if not spans:
-        _fail("the universe has no bars")
+        fail("the universe has no bars")
     return min(s[0] for s in spans), max(s[1] for s in spans)
 
 
@@ -150,7 +146,7 @@ def _date(text: str) -> date:
     try:
         return date.fromisoformat(text.strip())
     except ValueError:
-        _fail(f"--date: {text!r} is not a date: use YYYY-MM-DD")
+        fail(f"--date: {text!r} is not a date: use YYYY-MM-DD")
 
 
 def _profile_lists(settings: Settings) -> tuple[list[Watchlist], list[SavedScan]]:
@@ -168,7 +164,7 @@ def _profile_lists(settings: Settings) -> tuple[list[Watchlist], list[SavedScan]
     try:
         stored, saved = asyncio.run(_read_profile(path))
     except StoreError as error:
-        _fail(str(error))
+        fail(str(error))
     return ([Watchlist(name, tuple(symbols)) for name, symbols in stored] or configured,
             saved)
 
