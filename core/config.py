@@ -44,6 +44,7 @@ from core.config_daemon import DaemonSettings
 from core.config_notify import NotifySettings
 from core.config_trading import PaperSettings, RiskSettings, StrategySettings, TradingSettings
 from core.config_types import Section, SymbolList
+from core.config_venues import AlpacaSettings, YahooSettings
 
 ENV_PREFIX = "TAPEDECK_"
 CONFIG_ENV = "TAPEDECK_CONFIG"
@@ -81,7 +82,7 @@ class FeedSettings(Section):
     provider: str = Field(
         default="replay",
         min_length=1,
-        description="Market-data provider: replay (bundled history) or sim.",
+        description="Market-data provider: replay (bundled history), sim, yahoo or alpaca.",
     )
     fallback: str = Field(
         default="sim", description='Provider to switch to when the main one fails; "" for none.'
@@ -245,6 +246,8 @@ class Settings(Section):
     scanner: ScannerSettings = Field(default_factory=ScannerSettings)
     daemon: DaemonSettings = Field(default_factory=DaemonSettings)
     notify: NotifySettings = Field(default_factory=NotifySettings)
+    yahoo: YahooSettings = Field(default_factory=YahooSettings)
+    alpaca: AlpacaSettings = Field(default_factory=AlpacaSettings)
     keys: dict[str, Annotated[str, Field(min_length=1)]] = Field(
         default_factory=dict,
         description='Key bindings, binding id = key; e.g. "watchlist.add" = "a".',

@@ -20,7 +20,7 @@ Money = Annotated[Decimal, Field(ge=0, max_digits=18, decimal_places=4)]
 
 class TradingSettings(Section):
     broker: str = Field(default="paper", min_length=1,
-                        description="Where orders go: paper (the built-in venue).")
+                        description="Where orders go: paper (the built-in venue) or alpaca.")
     order_id_prefix: str = Field(
         default="td", pattern=r"^[A-Za-z0-9]{1,12}$",
         description="Prefix of client order ids: <prefix>-<yyyymmdd>-<seq>.")

@@ -205,13 +205,14 @@ class Daemon:
         """Run until SIGTERM or SIGINT; the exit code. Start-up problems (the database
         is locked or damaged, the feed or broker will not load, the socket cannot be
         made) are logged as one clear line and give EXIT_START_FAILED."""
+        from core.brokers.base import BrokerError
         from core.engine import Engine
         from core.feeds import FeedError
         from core.store import StoreError
 
         try:
             engine = await Engine.open(self.settings, **self._engine_options)
-        except (StoreError, FeedError) as err:
+        except (StoreError, FeedError, BrokerError) as err:
             log.error("not started: %s", err)
             return EXIT_START_FAILED
         self.engine = engine
@@ -221,7 +222,7 @@ class Daemon:
             self.server = ControlServer(engine, self.settings.daemon,
                                         socket_path(self.settings), status=self.health)
             await self.server.start()
-        except ControlError as err:
+        except (ControlError, BrokerError) as err:
             log.error("not started: %s", err)
             await engine.stop()
             return EXIT_START_FAILED

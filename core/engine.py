@@ -26,7 +26,15 @@ from core.brokers.base import Broker, BrokerContext, load_broker
 from core.bus import Bus
 from core.clock import Clock, ExchangeCalendar, LiveClock
 from core.config import Settings
-from core.feeds import Backoff, FeedSupervisor, MarketData, ReplayControl, load_feed
+from core.feeds import (
+    Backoff,
+    FeedNotes,
+    FeedSupervisor,
+    MarketData,
+    ReplayControl,
+    UsesStore,
+    load_feed,
+)
 from core.market import MarketState
 from core.model import (
     NS_PER_SECOND,
@@ -84,6 +92,8 @@ class Engine:
         self.settings = settings
         self.store = store
         self.feed = feed
+        if isinstance(feed, UsesStore):
+            feed.use_store(store)
         self.calendar = calendar or ExchangeCalendar()
         self.market = MarketState(bus, self.calendar)
         self.bus = self.market.bus
@@ -242,6 +252,8 @@ class Engine:
             replay=replay,
             paused=paused,
             database=str(self.store.path),
+            feed_note=self.feed.note() if isinstance(self.feed, FeedNotes) else "",
+            live_account=self.broker.live_account(),
         )
 
     def snapshot(self) -> EngineSnapshot:
@@ -606,7 +618,10 @@ class Engine:
             self._live.set()
 
     async def _watch_staleness(self) -> None:
-        stale_after = self.settings.feed.stale_after_s
+        # A feed that updates less often by nature (Yahoo: on change, or by polling) says
+        # how long its silence is normal.
+        stale_after = max(self.settings.feed.stale_after_s,
+                          float(getattr(self.feed, "stale_after_s", 0.0)))
         while True:
             await asyncio.sleep(min(1.0, stale_after / 4))
             self.mark_stale(time.monotonic(), stale_after)

@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 
     from core.config import Settings
     from core.scan_universe import UniverseBars
+    from core.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -131,6 +132,25 @@ class UniverseSource(Protocol):
         """The completed sessions' daily bars of `symbols` (all of `universe_symbols()`
         for None), adjusted for splits and dividends as of the session that is next to
         complete, and that session (the scanner's 'today'). Never beyond the clock."""
+        ...
+
+
+@runtime_checkable
+class UsesStore(Protocol):
+    """A feed that keeps what it fetched in the profile's database (the real providers
+    cache history in the bars table); the engine hands it the store it opened."""
+
+    def use_store(self, store: Store) -> None: ...
+
+
+@runtime_checkable
+class FeedNotes(Protocol):
+    """A feed with something to say beyond its connection state; the status bar shows
+    it."""
+
+    def note(self) -> str:
+        """One short line ("rate-limited by Yahoo: cached data, retry in 40 s",
+        "polling every 15 s"), or "" when there is nothing to say. Cheap: no I/O."""
         ...
 
 

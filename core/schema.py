@@ -159,4 +159,18 @@ MIGRATIONS: list[str] = [
         updated INTEGER NOT NULL
     );
     """,
+    # v6: which stretches of history a real provider has been asked for, so a restart or
+    # a second request is served from the bars table (a gap in `bars` alone cannot tell
+    # a holiday from a stretch never fetched).
+    """
+    CREATE TABLE bar_coverage (
+        source TEXT NOT NULL,
+        symbol TEXT NOT NULL,
+        interval TEXT NOT NULL,
+        start INTEGER NOT NULL,
+        end INTEGER NOT NULL,
+        fetched INTEGER NOT NULL,
+        PRIMARY KEY (source, symbol, interval, start)
+    ) WITHOUT ROWID;
+    """,
 ]

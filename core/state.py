@@ -211,6 +211,11 @@ class EngineStatus:
     # "daemon pid N", or why not and when it tries again ("disconnected: ...").
     link: str = ""
     link_down: bool = False
+    # The feed's own word on its condition (rate-limited, polling), "" when fine.
+    feed_note: str = ""
+    # "" on paper; trading real money, the account ("Alpaca LIVE account 123"): the
+    # status bar never lets the trader forget.
+    live_account: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -31,6 +31,7 @@ from core.brokers.base import (
     Broker,
     BrokerError,
     BrokerEvent,
+    BrokerInDoubt,
     describe,
 )
 from core.bus import Bus
@@ -53,6 +54,7 @@ from core.model import (
 from core.order_checks import bracket_legs, checked_request
 from core.orders import ClientOrderIds, IllegalTransition, Order, OrderError, OrderEvent
 from core.portfolio import ZERO, Portfolio
+from core.reconcile import Reconciler, fills_since, rebased
 from core.risk import OpenOrder, RiskDecision, RiskEngine
 from core.state import (
     CommandError,
@@ -136,11 +138,23 @@ class TradingDesk(DeskViews):
     async def start(self) -> None:
         await self.broker.start(self.on_broker_event)
         account = await self.broker.account()
-        self.portfolio = Portfolio.start(account.starting_cash)
+        starting_cash = account.starting_cash
+        self.portfolio = Portfolio.start(ZERO if starting_cash is None else starting_cash)
         for fill in self.fills:
             self.portfolio.apply_fill(fill)
+        snapshot = await self.broker.snapshot(list(self.orders.values()), fills_since(self))
+        reconciler = None if snapshot is None else Reconciler(self, snapshot)
+        if reconciler is not None:
+            await reconciler.orders_and_fills()
         await self._reconcile(self._in_flight)
         self._in_flight = []
+        if reconciler is not None:
+            await reconciler.positions()
+            if summary := reconciler.summary():
+                self.log_line(LogLevel.WARNING, "reconcile", summary)
+        if starting_cash is None:
+            # A real account: its cash, not a starting figure, is what the book must show.
+            self.portfolio = rebased(self.portfolio, account.cash, self.fills)
         for symbol, state in self.market.states.items():
             if state.last == state.last:
                 self.portfolio.mark(symbol, state.last)
@@ -238,6 +252,9 @@ class TradingDesk(DeskViews):
     async def _send(self, order: Order, legs: Sequence[Order]) -> None:
         try:
             await self.broker.submit(order, legs)
+        except BrokerInDoubt as err:
+            # Not rejected: the venue may have it. The broker settles it by lookup.
+            self.log_line(LogLevel.WARNING, "orders", f"{describe(order)}: {err}")
         except BrokerError as err:
             now = self.now_ns()
             for sent in (order, *legs):

@@ -44,7 +44,7 @@ def isolated_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Ite
     home = tmp_path / "home"
     home.mkdir()
     for name in list(__import__("os").environ):
-        if name.startswith("TAPEDECK_"):
+        if name.startswith(("TAPEDECK_", "APCA_")):  # APCA_: Alpaca's keys
             monkeypatch.delenv(name)
     monkeypatch.setenv("TAPEDECK_CONFIG", str(home / "config.toml"))
     monkeypatch.setenv("XDG_CONFIG_HOME", str(home / "config"))

@@ -25,6 +25,8 @@ from tui.daemon_cli import (
     resume_command,
     status_command,
 )
+from tui.doctor import doctor_command
+from tui.live_check import LiveOption, confirm_live
 from tui.notify_cli import notify_app
 from tui.scan_cli import scan_command
 
@@ -117,6 +119,7 @@ def ui(
     replay_from: Annotated[str | None, typer.Option(
         "--replay-from", help="Start the replay at this date (YYYY-MM-DD) instead of "
         "resuming.", show_default=False)] = None,
+    live: LiveOption = False,
 ) -> None:
     """Start the workstation."""
     config, profile = _global(ctx, config, profile)
@@ -126,6 +129,7 @@ def ui(
     if replay_from:
         overrides["replay"] = {"start": replay_from, "resume": False}
     settings = load(config, profile, overrides)
+    confirm_live(settings, confirmed=live)
     import asyncio
 
     code = asyncio.run(_run_workstation(settings))
@@ -133,6 +137,7 @@ def ui(
 
 
 async def _run_workstation(settings: Settings) -> int:
+    from core.brokers.base import BrokerError
     from core.client import InProcessEngineClient
     from core.engine import Engine
     from core.feeds import FeedError
@@ -143,11 +148,14 @@ async def _run_workstation(settings: Settings) -> int:
         engine = await Engine.open(settings)
     except StoreLockedError as error:
         return await _offer_attach(settings, error)
-    except (StoreError, FeedError) as error:
+    except (StoreError, FeedError, BrokerError) as error:
         fail(str(error))
     engine.log_file = log_file
     try:
-        await engine.start()
+        try:
+            await engine.start()
+        except BrokerError as error:
+            fail(f"not started: {error}")
         await engine.wait_until_live(FIRST_PRICES_WAIT_S)
         from tui.app import create_app
 
@@ -410,6 +418,7 @@ app.command("halt")(halt_command)
 app.command("resume")(resume_command)
 app.command("flatten")(flatten_command)
 app.command("cancel-all")(cancel_all_command)
+app.command("doctor")(doctor_command)
 
 
 def main() -> None:

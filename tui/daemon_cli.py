@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 import typer
 
 from tui.cli_options import ConfigOption, ProfileOption, fail
+from tui.live_check import LiveOption, confirm_live
 
 if TYPE_CHECKING:
     from core.config import Settings
@@ -43,6 +44,7 @@ def daemon_command(
     print_systemd_unit: Annotated[bool, typer.Option(
         "--print-systemd-unit", help="Print a systemd user unit that runs this daemon, "
         "and exit.")] = False,
+    live: LiveOption = False,
 ) -> None:
     """Run the engine headless: trade on with no screen; attach with `tapedeck attach`.
 
@@ -57,6 +59,7 @@ def daemon_command(
         typer.echo(systemd_unit(_executable(), config=config, profile=profile), nl=False)
         return
     settings = load(config, profile)
+    confirm_live(settings, confirmed=live)
     from core.daemon import Daemon, configure_logging
 
     configure_logging(settings)

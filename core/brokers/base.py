@@ -21,7 +21,7 @@ from importlib.metadata import entry_points
 from typing import TYPE_CHECKING, Any, Protocol
 
 from core.clock import ExchangeCalendar
-from core.model import Fill, OrderStatus, OrderUpdate
+from core.model import Fill, OrderRequest, OrderStatus, OrderUpdate
 from core.orders import Order
 
 if TYPE_CHECKING:
@@ -35,6 +35,12 @@ BROKER_ENTRY_POINT_GROUP = "tapedeck.brokers"
 
 class BrokerError(Exception):
     """A broker could not do what was asked; the message is for the trader."""
+
+
+class BrokerInDoubt(BrokerError):
+    """The venue did not answer whether it took the order (a timeout, a 5xx, a dropped
+    connection). The order stays in flight: the broker settles it by looking it up by
+    client order id, and reports what it finds; it is never sent again blindly."""
 
 
 BrokerEvent = OrderUpdate | Fill
@@ -54,8 +60,36 @@ class VenueOrderState:
 
 
 @dataclass(frozen=True, slots=True)
+class VenueOrder:
+    """An order as the venue holds it, for reconciliation: one of ours (found by client
+    order id or venue id) or one placed elsewhere, to be adopted as external."""
+
+    client_order_id: str
+    venue_order_id: str
+    request: OrderRequest
+    status: OrderStatus
+    filled_quantity: Decimal
+    created_ns: int
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class VenueSnapshot:
+    """What a remote venue says at start: its open orders, the fills since a time (client
+    order ids resolved, the venue's own for orders placed elsewhere), any other order
+    those fills belong to, and its positions (symbol -> quantity, average price)."""
+
+    open_orders: tuple[VenueOrder, ...]
+    fills: tuple[Fill, ...]
+    other_orders: tuple[VenueOrder, ...]
+    positions: dict[str, tuple[Decimal, Decimal]]
+
+
+@dataclass(frozen=True, slots=True)
 class BrokerAccount:
-    starting_cash: Decimal
+    # None for a venue whose cash history predates the journal (a real account): the
+    # desk then derives it so that its cash after the journal's fills is the venue's.
+    starting_cash: Decimal | None
     cash: Decimal
     equity: Decimal
     buying_power: Decimal
@@ -116,6 +150,18 @@ class Broker(ABC):
 
     @abstractmethod
     async def account(self) -> BrokerAccount: ...
+
+    async def snapshot(self, known: Sequence[Order], since_ns: int) -> VenueSnapshot | None:
+        """For a venue the engine does not own (a real broker): its open orders, fills
+        since `since_ns`, and positions, for reconciliation at start. `known` are the
+        journal's orders, with the venue ids they were given. None: nothing to reconcile
+        (the paper venue keeps its books in the same database)."""
+        return None
+
+    def live_account(self) -> str:
+        """"" for paper trading; for real money, the account as the trader knows it
+        (the workstation asks before it starts trading it)."""
+        return ""
 
 
 class BrokerFactory(Protocol):

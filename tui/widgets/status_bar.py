@@ -44,6 +44,8 @@ class StatusBar(Widget):
                         style=f"bold reverse {variables.get('error', 'red')}")
         elif status.link:
             text.append(f" ⇄ {status.link}", style=variables.get("secondary", ""))
+        if status.live_account:
+            text.append(" ● LIVE ", style=f"bold reverse {variables.get('error', 'red')}")
         feed_colour = {
             FeedState.LIVE: variables.get("up", "green"),
             FeedState.RECONNECTING: variables.get("warn", "yellow"),
@@ -54,6 +56,8 @@ class StatusBar(Widget):
         state = "DELAYED" if status.delayed and status.feed_state == FeedState.LIVE else (
             status.feed_state.value)
         text.append(f" {state}", style=feed_colour)
+        if status.feed_note:
+            text.append(f"  ⚠ {status.feed_note}", style=f"bold {variables.get('warn', 'yellow')}")
         if status.market_ns:
             moment = fmt.clock_time(status.market_ns, self.zone)
             text.append(f"  {moment:%a %Y-%m-%d %H:%M:%S} {self.zone_label}")
