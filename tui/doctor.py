@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -22,6 +24,7 @@ if TYPE_CHECKING:
     from core.config import Settings
 
 PROVIDER_TIMEOUT_S = 20.0
+HISTORY_DAYS = 10
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +42,8 @@ def doctor_command(ctx: typer.Context, config: ConfigOption = None,
     from tui.cli import _global
 
     config, profile = _global(ctx, config, profile)
+    # What the providers log while being checked is summed up in the check's line.
+    logging.getLogger().addHandler(logging.NullHandler())
     checks = asyncio.run(run_checks(config, profile))
     width = max(len(check.name) for check in checks)
     for check in checks:
@@ -115,9 +120,18 @@ async def _provider(settings: Settings) -> Check:
     symbol = next((symbols[0] for symbols in settings.watchlists.values() if symbols), "AAPL")
     try:
         known = await asyncio.wait_for(feed.validate([symbol]), PROVIDER_TIMEOUT_S)
+        # A provider may accept a symbol it could not check: history is the proof that
+        # it answers.
+        end = datetime.fromtimestamp(feed.clock.now_ns() / 1e9, UTC)
+        frame = await asyncio.wait_for(
+            feed.history([symbol], end - timedelta(days=HISTORY_DAYS), end, "1d"),
+            PROVIDER_TIMEOUT_S)
+        bars = len(frame)
     except TimeoutError:
         return Check(name, False, f"no answer in {PROVIDER_TIMEOUT_S:g} s",
                      _provider_fix(provider, "timeout"))
+    except FeedError as err:
+        return Check(name, False, str(err), _provider_fix(provider, str(err)))
     except Exception as err:  # whatever the provider raised is what the trader must read
         return Check(name, False, f"{type(err).__name__}: {err}", _provider_fix(provider, str(err)))
     finally:
@@ -127,7 +141,8 @@ async def _provider(settings: Settings) -> Check:
         return Check(name, False, f"reachable, but it does not know {symbol}",
                      f"check the symbols of your watchlists for the {provider} provider")
     delayed = " (delayed data)" if getattr(feed, "delayed", False) else ""
-    return Check(name, True, f"reachable, {symbol} known{delayed}")
+    return Check(name, True, f"reachable: {bars} daily bars of {symbol} in the last "
+                 f"{HISTORY_DAYS} days{delayed}")
 
 
 def _provider_fix(provider: str, problem: str) -> str:
