@@ -234,8 +234,10 @@ class YahooLive:
             return []
         self._pending.difference_update(symbols)
         events, failures = await self._poll(symbols)
+        if failures and len(failures) == len(symbols):
+            raise FeedError(f"no prices from Yahoo: {_summary(failures)}")
         if failures:
-            log.warning("no prices from Yahoo yet for %s", "; ".join(failures))
+            log.warning("no prices from Yahoo yet: %s", _summary(failures))
         return events
 
     async def _poll_all(self) -> list[MarketEvent]:
@@ -245,12 +247,13 @@ class YahooLive:
         if failures and len(failures) == len(symbols):
             # Nothing works (no network?): end the stream; the supervisor reconnects
             # and shows why.
-            raise FeedError(f"Yahoo polling failed: {failures[0]}")
+            raise FeedError(f"Yahoo polling failed: {_summary(failures)}")
         if failures:
-            log.warning("Yahoo poll: no prices for %s", "; ".join(failures))
+            log.warning("Yahoo poll: no prices: %s", _summary(failures))
         return events
 
-    async def _poll(self, symbols: Sequence[str]) -> tuple[list[MarketEvent], list[str]]:
+    async def _poll(self, symbols: Sequence[str]
+                    ) -> tuple[list[MarketEvent], list[tuple[str, str]]]:
         """Each symbol's latest minute bars as events (one request per symbol, as
         yf.download would make too, but with each symbol's own error), and what
         failed."""
@@ -260,13 +263,13 @@ class YahooLive:
         results = await asyncio.gather(*(self._poll_symbol(s) for s in symbols),
                                        return_exceptions=True)
         events: list[MarketEvent] = []
-        failures: list[str] = []
+        failures: list[tuple[str, str]] = []
         for symbol, result in zip(symbols, results, strict=True):
             if isinstance(result, RateLimitedNow):
                 self._pending.add(symbol)  # its first prices when the backoff ends
                 continue  # the feed's note says so
             if isinstance(result, Exception):
-                failures.append(f"{symbol}: {result}")
+                failures.append((symbol, _reason(result)))
             elif isinstance(result, BaseException):
                 raise result
             else:
@@ -298,3 +301,29 @@ class YahooLive:
         self._closed = True
         self.polling = False
         await self._client.close()
+
+
+def _reason(error: Exception) -> str:
+    """An error as a short phrase: curl's messages run to three sentences and a URL."""
+    text = str(error) or type(error).__name__
+    if "Could not resolve host" in text:
+        return "cannot reach Yahoo (the host name does not resolve: no network?)"
+    if "Failed to perform" in text or "curl:" in text:
+        text = text.split(". See ", 1)[0]
+        text = text.split("curl: ", 1)[-1]
+    return text.splitlines()[0][:160]
+
+
+def _summary(failures: Sequence[tuple[str, str]]) -> str:
+    """"AAPL, MSFT and 23 more: <reason>" per distinct reason: one line, not one per
+    symbol."""
+    by_reason: dict[str, list[str]] = {}
+    for symbol, reason in failures:
+        by_reason.setdefault(reason, []).append(symbol)
+    parts = []
+    for reason, symbols in by_reason.items():
+        named = ", ".join(symbols[:3])
+        if len(symbols) > 3:
+            named += f" and {len(symbols) - 3} more"
+        parts.append(f"{named}: {reason}")
+    return "; ".join(parts)
