@@ -59,7 +59,6 @@ from data.alpaca_bars import (
     DAY_NS,
     INTERVAL_SECONDS,
     KEYS_HELP,
-    bars_frame,
     clean_rows,
     latest_events,
     reference_bar,
@@ -67,7 +66,7 @@ from data.alpaca_bars import (
 )
 from data.alpaca_live import AlpacaLive
 from data.bar_cache import BarCache
-from data.history import nearest_symbols
+from data.provider_common import SymbolBook, bars_frame
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -110,8 +109,8 @@ class AlpacaFeed:
         self._trading = AlpacaRest(settings, keys)  # assets live on the trading host
         self._cache = BarCache("alpaca", self.clock.now_ns)
         # symbol -> its instrument, or None when Alpaca has no such stock (this run only)
-        self._instruments: dict[str, Instrument | None] = {}
-        self._known = set(known_symbols)  # for search and "did you mean": no I/O
+        # What is known without I/O, and what checking symbols found (this run only).
+        self._symbols = SymbolBook("alpaca", known_symbols)
         self._live = AlpacaLive(settings, keys, self._catch_up)
 
     @classmethod
@@ -146,42 +145,22 @@ class AlpacaFeed:
     # ------------------------------------------------------------------ symbols
 
     def search(self, text: str, limit: int = 20) -> list[Instrument]:
-        text = text.strip().upper()
-        found = {s: i for s, i in self._instruments.items() if i is not None}
-        names = sorted(self._known | set(found) | self._live.wanted)
-        starts = [s for s in names if s.startswith(text)]
-        contains = [s for s in names if text in s and not s.startswith(text)]
-        named = [s for s, i in sorted(found.items())
-                 if text and text in i.name.upper() and s not in starts and s not in contains]
-        return [found.get(s) or Instrument(s, source="alpaca")
-                for s in (starts + contains + named)[:limit]]
+        return self._symbols.search(text, limit, self._live.wanted)
 
     def suggest(self, symbol: str) -> list[str]:
-        valid = {s for s, i in self._instruments.items() if i is not None}
-        return nearest_symbols(symbol, sorted((self._known | valid) - {symbol}))
+        return self._symbols.suggest(symbol)
 
     async def validate(self, symbols: Sequence[str]) -> dict[str, Instrument | None]:
         """Never raises: a symbol that cannot be checked now (no network, refused keys)
         is accepted unchecked and checked again next time; the stream says what is
         wrong."""
-        result: dict[str, Instrument | None] = {}
-        todo: list[str] = []
-        for symbol in dict.fromkeys(symbols):
-            if not is_well_formed_symbol(symbol):
-                result[symbol] = None
-            elif symbol in self._instruments:
-                result[symbol] = self._instruments[symbol]
-            else:
-                todo.append(symbol)
-        checked = await asyncio.gather(*(self._check(symbol) for symbol in todo))
-        result.update(zip(todo, checked, strict=True))
-        return result
+        return await self._symbols.validate(symbols, self._check)
 
     async def _check(self, symbol: str) -> Instrument | None:
         try:
             asset = await self._trading.call(_get_asset, symbol)
         except AlpacaNotFound:
-            self._instruments[symbol] = None
+            self._symbols.instruments[symbol] = None
             return None
         except AlpacaError as error:
             log.warning("could not check %s with Alpaca (%s): accepted unchecked", symbol, error)
@@ -195,8 +174,8 @@ class AlpacaFeed:
                 log.info("%s is not tradable at Alpaca: prices only", symbol)
             instrument = Instrument(symbol, name=asset.name or "", exchange=asset.exchange.value,
                                     source="alpaca")
-            self._known.add(symbol)
-        self._instruments[symbol] = instrument
+            self._symbols.known.add(symbol)
+        self._symbols.instruments[symbol] = instrument
         return instrument
 
     # ------------------------------------------------------------------ history
@@ -216,7 +195,7 @@ class AlpacaFeed:
 
         async def rows(symbol: str) -> list[BarRow]:
             if not is_well_formed_symbol(symbol) or (
-                    symbol in self._instruments and self._instruments[symbol] is None):
+                    self._symbols.is_unknown(symbol)):
                 raise FeedError(unknown_symbol_text(symbol))
             async with gate:
                 return await self._cache.bars(symbol, interval, start_ns, end_ns,

@@ -13,12 +13,14 @@ from typing import TYPE_CHECKING, Any
 
 import msgpack  # type: ignore[import-untyped]
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 
 from core.clock import NEW_YORK, ExchangeCalendar
 from core.config_venues import KEY_ID_ENV, SECRET_KEY_ENV
 from core.model import NS_PER_SECOND, Bar, MarketEvent, Quote, Trade, to_ns
 from data.bundle import LoadReport
+from data.provider_common import clean_bar_rows, numeric_columns
 
 if TYPE_CHECKING:
     from core.store import BarRow
@@ -57,51 +59,23 @@ def time_ns(value: Any) -> int:
 def clean_rows(raw: Sequence[Mapping[str, Any]], daily: bool, calendar: ExchangeCalendar
                ) -> tuple[list[BarRow], LoadReport]:
     """Alpaca bar records ({"t", "o", "h", "l", "c", "v", ...}) as bar rows (ts_ns, open,
-    high, low, close, volume), oldest first, cleaned as every loader cleans (see
-    `data.bundle.clean_daily_bars`): rows with a missing, infinite or negative field are
-    dropped as invalid, rows with a zero price as zero-price; of rows with one time the
-    last is kept; high and low are swapped where high < low, then widened to take in an
-    open or close outside them. The report counts what was done."""
+    high, low, close, volume), oldest first, cleaned by `clean_bar_rows` (a row without a
+    readable time is dropped as invalid too). The report counts what was done."""
     report = LoadReport()
     if not raw:
         return [], report
     frame = pd.DataFrame.from_records(list(raw), columns=["t", *_FIELDS])
     times = pd.to_datetime(frame["t"], utc=True, errors="coerce", format="ISO8601")
-    values = np.column_stack([
-        np.asarray(pd.to_numeric(frame[name], errors="coerce"), dtype=np.float64)
-        for name in _FIELDS])
-    valid = np.asarray(times.notna()) & np.isfinite(values).all(axis=1) & (values >= 0).all(
-        axis=1)
-    report.invalid_rows_dropped = int((~valid).sum())
-    zero = valid & (values[:, :4] == 0).any(axis=1)
-    report.zero_price_rows_dropped = int(zero.sum())
-    keep = valid & ~zero
-    index = pd.DatetimeIndex(times[keep])
-    values = values[keep]
+    has_time = np.asarray(times.notna())
+    report.invalid_rows_dropped = int((~has_time).sum())
+    index = pd.DatetimeIndex(times[has_time])
+    values = numeric_columns(frame, _FIELDS)[has_time]
     stamps = _session_opens(index, calendar) if daily else np.asarray(
         index.as_unit("ns").asi8, dtype=np.int64)
-    order = np.argsort(stamps, kind="stable")
-    stamps, values = stamps[order], values[order]
-    last_of_its_time = np.r_[stamps[1:] != stamps[:-1], True] if len(stamps) else stamps == 0
-    report.duplicates_dropped = int((~last_of_its_time).sum())
-    stamps, values = stamps[last_of_its_time], values[last_of_its_time]
-    opens, highs, lows, closes = (values[:, i] for i in range(4))
-    swapped = highs < lows
-    report.high_low_swapped = int(swapped.sum())
-    highs, lows = np.where(swapped, lows, highs), np.where(swapped, highs, lows)
-    top = np.maximum(highs, np.maximum(opens, closes))
-    bottom = np.minimum(lows, np.minimum(opens, closes))
-    report.out_of_range_repaired = int(((top != highs) | (bottom != lows)).sum())
-    if daily:
-        report.zero_volume_rows = int((values[:, 4] == 0).sum())
-    rows: list[BarRow] = [
-        (int(ts), float(o), float(h), float(lo), float(c), float(v))
-        for ts, o, h, lo, c, v in zip(stamps, opens, top, bottom, closes, values[:, 4],
-                                      strict=True)]
-    return rows, report
+    return clean_bar_rows(stamps, values, daily=daily, report=report), report
 
 
-def _session_opens(index: pd.DatetimeIndex, calendar: ExchangeCalendar) -> np.ndarray[Any, Any]:
+def _session_opens(index: pd.DatetimeIndex, calendar: ExchangeCalendar) -> npt.NDArray[np.int64]:
     opens: dict[date, int] = {}
     stamps = np.empty(len(index), dtype=np.int64)
     for i, moment in enumerate(index.tz_convert(NEW_YORK)):
@@ -110,19 +84,6 @@ def _session_opens(index: pd.DatetimeIndex, calendar: ExchangeCalendar) -> np.nd
             opens[day] = calendar.open_close_ns(day)[0]
         stamps[i] = opens[day]
     return stamps
-
-
-def bars_frame(rows: Mapping[str, Sequence[BarRow]]) -> pd.DataFrame:
-    """The history frame: symbol, ts (UTC), open, high, low, close, volume, ordered by
-    symbol then time."""
-    ordered = [(symbol, row) for symbol in sorted(rows) for row in sorted(rows[symbol])]
-    stamps = np.array([row[0] for _, row in ordered], dtype=np.int64)
-    return pd.DataFrame({
-        "symbol": [symbol for symbol, _ in ordered],
-        "ts": pd.to_datetime(stamps, unit="ns", utc=True),
-        **{name: np.array([row[i] for _, row in ordered], dtype=np.float64)
-           for i, name in enumerate(("open", "high", "low", "close", "volume"), start=1)},
-    })
 
 
 # ---------------------------------------------------------------------- live prices

@@ -42,17 +42,15 @@ from core.model import (
     Instrument,
     MarketEvent,
     MarketPhase,
-    is_well_formed_symbol,
     to_ns,
     utc_datetime,
 )
 from data.bar_cache import BarCache
-from data.history import nearest_symbols
+from data.provider_common import SymbolBook, bars_frame
 from data.yahoo_bars import (
     DAY_NS,
     INTERVALS,
     IntervalSpec,
-    bars_frame,
     earliest_ns,
     frame_rows,
     has_trading,
@@ -107,8 +105,8 @@ class YahooFeed:
         self._store: Store | None = None
         self._serving_ns = -CONTROL_FRESH_NS  # when a control symbol last came back
         # symbol -> its instrument, or None when Yahoo does not know it (this run only)
-        self._instruments: dict[str, Instrument | None] = {}
-        self._known = set(known_symbols)  # for search and "did you mean": no I/O
+        # What is known without I/O, and what checking symbols found (this run only).
+        self._symbols = SymbolBook("yahoo", known_symbols)
         self._live = YahooLive(settings, self._client, self._gate, self.clock, self.calendar,
                                reference=self._reference_bar, seen=self._mark_valid,
                                heartbeat_s=heartbeat_s, sleep=sleep)
@@ -146,33 +144,13 @@ class YahooFeed:
     # ------------------------------------------------------------------ symbols
 
     def search(self, text: str, limit: int = 20) -> list[Instrument]:
-        text = text.strip().upper()
-        found = {s: i for s, i in self._instruments.items() if i is not None}
-        names = sorted(self._known | set(found) | set(self._live.tickers.values()))
-        starts = [s for s in names if s.startswith(text)]
-        contains = [s for s in names if text in s and not s.startswith(text)]
-        named = [s for s, i in sorted(found.items())
-                 if text and text in i.name.upper() and s not in starts and s not in contains]
-        return [found.get(s) or Instrument(s, source="yahoo")
-                for s in (starts + contains + named)[:limit]]
+        return self._symbols.search(text, limit, self._live.tickers.values())
 
     def suggest(self, symbol: str) -> list[str]:
-        valid = {s for s, i in self._instruments.items() if i is not None}
-        return nearest_symbols(symbol, sorted((self._known | valid) - {symbol}))
+        return self._symbols.suggest(symbol)
 
     async def validate(self, symbols: Sequence[str]) -> dict[str, Instrument | None]:
-        result: dict[str, Instrument | None] = {}
-        todo: list[str] = []
-        for symbol in dict.fromkeys(symbols):
-            if not is_well_formed_symbol(symbol):
-                result[symbol] = None
-            elif symbol in self._instruments:
-                result[symbol] = self._instruments[symbol]
-            else:
-                todo.append(symbol)
-        checked = await asyncio.gather(*(self._check(symbol) for symbol in todo))
-        result.update(zip(todo, checked, strict=True))
-        return result
+        return await self._symbols.validate(symbols, self._check)
 
     async def _check(self, symbol: str) -> Instrument | None:
         try:
@@ -180,7 +158,7 @@ class YahooFeed:
             if found is not None:
                 return found
             if await self._yahoo_is_serving(symbol):
-                self._instruments[symbol] = None
+                self._symbols.instruments[symbol] = None
                 return None
             self._gate.trip(f"no data for {symbol} nor for {CONTROL_SYMBOLS[0]}")
             why = "rate-limited by Yahoo"
@@ -199,7 +177,7 @@ class YahooFeed:
             return None
         instrument = Instrument(symbol, name=info.name, exchange=info.exchange or "US",
                                 currency=info.currency or "USD", source="yahoo")
-        self._instruments[symbol] = instrument
+        self._symbols.instruments[symbol] = instrument
         return instrument
 
     async def _yahoo_is_serving(self, symbol: str) -> bool:
@@ -217,8 +195,8 @@ class YahooFeed:
         return True
 
     def _mark_valid(self, symbol: str) -> None:
-        if self._instruments.get(symbol) is None:
-            self._instruments[symbol] = Instrument(symbol, source="yahoo")
+        if self._symbols.instruments.get(symbol) is None:
+            self._symbols.instruments[symbol] = Instrument(symbol, source="yahoo")
 
     # ------------------------------------------------------------------ history
 
@@ -271,7 +249,7 @@ class YahooFeed:
                     end_ns: int) -> list[BarRow]:
         """A symbol's bars in [start, end): cached where fetched before, from Yahoo
         elsewhere."""
-        if symbol in self._instruments and self._instruments[symbol] is None:
+        if self._symbols.is_unknown(symbol):
             raise FeedError(unknown_symbol_text(symbol))
 
         async def fetch(gap_start: int, gap_end: int) -> list[BarRow]:
@@ -313,13 +291,13 @@ class YahooFeed:
         """Yahoo sent nothing for a span with trading in it. Returns when the symbol is
         known and Yahoo is serving (it has no bars there); raises FeedError for a symbol
         Yahoo does not know, RateLimitedNow when it is rate limiting in disguise."""
-        known = self._instruments.get(symbol) is not None
+        known = self._symbols.instruments.get(symbol) is not None
         if not known and await self._lookup(symbol) is not None:
             return
         if await self._yahoo_is_serving(symbol):
             if known:
                 return
-            self._instruments[symbol] = None
+            self._symbols.instruments[symbol] = None
             raise FeedError(unknown_symbol_text(symbol))
         self._gate.trip(f"no {spec.label} bars for {symbol}, which it served before"
                         if known else f"no data for {symbol} nor for a control symbol")

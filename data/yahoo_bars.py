@@ -22,6 +22,7 @@ from core.clock import NEW_YORK, ExchangeCalendar
 from core.feeds import FeedError
 from core.model import NS_PER_SECOND, Bar, MarketEvent, Quote, Trade
 from data.bundle import LoadReport
+from data.provider_common import clean_bar_rows, numeric_columns
 
 if TYPE_CHECKING:
     from core.store import BarRow
@@ -124,11 +125,7 @@ def has_trading(spec: IntervalSpec, start_ns: int, end_ns: int,
 def frame_rows(frame: pd.DataFrame | None, spec: IntervalSpec, calendar: ExchangeCalendar
                ) -> tuple[list[BarRow], LoadReport]:
     """A yfinance frame as bar rows (ts_ns, open, high, low, close, volume), oldest
-    first, cleaned as every loader cleans (see `data.bundle.clean_daily_bars`): rows
-    with a missing, infinite or negative field are dropped as invalid, rows with a zero
-    price as zero-price; of rows with one time the last is kept; high and low are
-    swapped where high < low, then widened to take in an open or close outside them.
-    The report counts what was done."""
+    first, cleaned by `clean_bar_rows`. The report counts what was done."""
     report = LoadReport()
     if frame is None or frame.empty:
         return [], report
@@ -137,35 +134,8 @@ def frame_rows(frame: pd.DataFrame | None, spec: IntervalSpec, calendar: Exchang
         report.invalid_rows_dropped = len(frame)
         return [], report
     stamps = _bar_starts(pd.DatetimeIndex(frame.index), spec, calendar)
-    values = np.column_stack([
-        np.asarray(pd.to_numeric(frame[name], errors="coerce"), dtype=np.float64)
-        for name in _COLUMNS])
-    valid = np.isfinite(values).all(axis=1) & (values >= 0).all(axis=1)
-    report.invalid_rows_dropped = int((~valid).sum())
-    zero = valid & (values[:, :4] == 0).any(axis=1)
-    report.zero_price_rows_dropped = int(zero.sum())
-    keep = valid & ~zero
-    stamps, values = stamps[keep], values[keep]
-    order = np.argsort(stamps, kind="stable")
-    stamps, values = stamps[order], values[order]
-    last_of_its_time = np.r_[stamps[1:] != stamps[:-1], True] if len(stamps) else keep[:0]
-    report.duplicates_dropped = int((~last_of_its_time).sum())
-    stamps, values = stamps[last_of_its_time], values[last_of_its_time]
-    opens, highs, lows, closes = (values[:, i] for i in range(4))
-    swapped = highs < lows
-    report.high_low_swapped = int(swapped.sum())
-    highs, lows = np.where(swapped, lows, highs), np.where(swapped, highs, lows)
-    top = np.maximum(highs, np.maximum(opens, closes))
-    bottom = np.minimum(lows, np.minimum(opens, closes))
-    report.out_of_range_repaired = int(((top != highs) | (bottom != lows)).sum())
-    if spec.daily:
-        report.zero_volume_rows = int((values[:, 4] == 0).sum())
-    rows: list[BarRow] = [
-        (int(ts), float(o), float(h), float(lo), float(c), float(v))
-        for ts, o, h, lo, c, v in zip(stamps, opens, top, bottom, closes, values[:, 4],
-                                      strict=True)
-    ]
-    return rows, report
+    values = numeric_columns(frame, _COLUMNS)
+    return clean_bar_rows(stamps, values, daily=spec.daily, report=report), report
 
 
 def _bar_starts(index: pd.DatetimeIndex, spec: IntervalSpec,
@@ -176,22 +146,6 @@ def _bar_starts(index: pd.DatetimeIndex, spec: IntervalSpec,
         return np.array([calendar.open_close_ns(day)[0] for day in days], dtype=np.int64)
     zoned = index if index.tz is not None else index.tz_localize(NEW_YORK)
     return np.asarray(zoned.as_unit("ns").asi8, dtype=np.int64)  # epoch ns, UTC
-
-
-def bars_frame(rows: Mapping[str, Sequence[BarRow]]) -> pd.DataFrame:
-    """The history frame: symbol, ts (UTC), open, high, low, close, volume, ordered by
-    symbol then time."""
-    ordered = [(symbol, row) for symbol in sorted(rows) for row in sorted(rows[symbol])]
-    stamps = np.array([row[0] for _, row in ordered], dtype=np.int64)
-    return pd.DataFrame({
-        "symbol": [symbol for symbol, _ in ordered],
-        "ts": pd.to_datetime(stamps, unit="ns", utc=True),
-        **{name: np.array([row[i] for _, row in ordered], dtype=np.float64)
-           for i, name in enumerate(("open", "high", "low", "close", "volume"), start=1)},
-    })
-
-
-# ---------------------------------------------------------------------- live prices
 
 
 def yahoo_ticker(symbol: str) -> str:

@@ -232,24 +232,20 @@ class YahooLive:
         symbols = [s for s in self.tickers.values() if s in self._pending]
         if not symbols or self._gate.wait_s() > 0:
             return []
-        self._pending.difference_update(symbols)
-        events, failures = await self._poll(symbols)
-        if failures and len(failures) == len(symbols):
-            raise FeedError(f"no prices from Yahoo: {_summary(failures)}")
-        if failures:
-            log.warning("no prices from Yahoo yet: %s", _summary(failures))
-        return events
+        return await self._poll_reporting(symbols)
 
     async def _poll_all(self) -> list[MarketEvent]:
-        symbols = list(self.tickers.values())
+        return await self._poll_reporting(list(self.tickers.values()))
+
+    async def _poll_reporting(self, symbols: list[str]) -> list[MarketEvent]:
         self._pending.difference_update(symbols)
         events, failures = await self._poll(symbols)
         if failures and len(failures) == len(symbols):
             # Nothing works (no network?): end the stream; the supervisor reconnects
-            # and shows why.
-            raise FeedError(f"Yahoo polling failed: {_summary(failures)}")
+            # and the status bar and log show why.
+            raise FeedError(f"no prices from Yahoo: {_summary(failures)}")
         if failures:
-            log.warning("Yahoo poll: no prices: %s", _summary(failures))
+            log.warning("no prices from Yahoo for some symbols: %s", _summary(failures))
         return events
 
     async def _poll(self, symbols: Sequence[str]
