@@ -57,7 +57,14 @@ from core.brokers.base import (
 )
 from core.config_venues import AlpacaKeys, MissingKeys, alpaca_keys
 from core.feeds import Backoff
-from core.model import NS_PER_SECOND, Fill, OrderStatus, OrderType, OrderUpdate
+from core.model import (
+    NS_PER_SECOND,
+    TERMINAL_STATUSES,
+    Fill,
+    OrderStatus,
+    OrderType,
+    OrderUpdate,
+)
 from core.orders import Order
 
 if TYPE_CHECKING:
@@ -89,6 +96,8 @@ class AlpacaBroker(Broker):
         self._report: Report | None = None
         self._venue_ids: dict[str, str] = {}  # our client order id -> Alpaca's order id
         self._client_ids: dict[str, str] = {}  # Alpaca's order id -> our client order id
+        # Orders of ours still open as far as we have heard: what a catch-up asks about.
+        self._open: set[str] = set()
         self._orphans: dict[str, list[tuple[float, dict[str, Any]]]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._stream_task: asyncio.Task[None] | None = None
@@ -179,6 +188,7 @@ class AlpacaBroker(Broker):
     def _placed(self, order: Order, legs: Sequence[Order], placed: AlpacaOrder) -> None:
         """Alpaca has the order: learn its ids (and its legs') and report its state."""
         self._learn(order.client_order_id, str(placed.id))
+        self._open.update(sent.client_order_id for sent in (order, *legs))
         venue_legs = amap.leg_orders(placed)
         for leg in legs:
             kind = leg.request.order_type
@@ -232,6 +242,7 @@ class AlpacaBroker(Broker):
             except AlpacaError as err:
                 raise BrokerError(str(err)) from None
             self._learn(new.client_order_id, str(placed.id))
+            self._open.add(new.client_order_id)
             now = self.context.now_ns()
             self._emit(OrderUpdate(client_order_id, S.REPLACED, now, "", venue_id))
             self._emit(OrderUpdate(new.client_order_id, S.ACCEPTED, now, "", str(placed.id)))
@@ -267,6 +278,8 @@ class AlpacaBroker(Broker):
         for order in known:
             if order.venue_order_id:
                 self._learn(order.client_order_id, order.venue_order_id)
+            if order.is_open:
+                self._open.add(order.client_order_id)
         ours = {order.client_order_id for order in known}
         try:
             open_orders = await self.rest.call(lambda client: client.get_orders(
@@ -419,6 +432,8 @@ class AlpacaBroker(Broker):
             if fill is not None:
                 self._last_fill_ns = max(self._last_fill_ns, fill.ts_ns)
                 self._emit(fill)
+            if amap.enum_value(placed.status) == "filled":
+                self._open.discard(coid)
             return
         status = amap.EVENT_STATUS.get(event)
         if status is None:
@@ -445,13 +460,14 @@ class AlpacaBroker(Broker):
     async def _catch_up(self) -> None:
         """After a reconnect: what the stream said while it was down."""
         self.catch_ups += 1
-        ours = set(self._venue_ids)
         try:
-            fills, _ = await self._fills_since(self._last_fill_ns or self.context.now_ns(), ours)
+            fills, _ = await self._fills_since(self._last_fill_ns or self.context.now_ns(),
+                                               set(self._venue_ids))
             for fill in fills:
                 self._emit(fill)
-            for coid in list(self._venue_ids):
-                found = await self._fetch_by_venue_id(self._venue_ids[coid])
+            for coid in sorted(self._open):
+                venue_id = self._venue_ids.get(coid)
+                found = None if venue_id is None else await self._fetch_by_venue_id(venue_id)
                 if found is not None and amap.enum_value(found.status) in (
                         "canceled", "expired", "replaced", "rejected"):
                     self._report_state(found, coid)
@@ -461,6 +477,8 @@ class AlpacaBroker(Broker):
     # ------------------------------------------------------------------ helpers
 
     def _emit(self, event: OrderUpdate | Fill) -> None:
+        if isinstance(event, OrderUpdate) and event.status in TERMINAL_STATUSES:
+            self._open.discard(event.client_order_id)
         if self._report is not None:
             self._report(event)
 

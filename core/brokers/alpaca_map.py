@@ -43,10 +43,10 @@ from core.model import (
     TimeInForce,
 )
 from core.orders import Order
+from core.reconcile import EXTERNAL
 
 S = OrderStatus
 VENUE = "alpaca"
-EXTERNAL = "external"  # the strategy column of an order placed outside tapedeck
 ZERO = Decimal(0)
 
 # Alpaca's order states onto ours. None: no change of ours follows from it (fills move
