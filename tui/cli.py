@@ -96,9 +96,10 @@ def main_callback(
                                           is_eager=True, help="Print the version.")] = False,
     config: ConfigOption = None,
     profile: ProfileOption = None,
+    live: LiveOption = False,
 ) -> None:
     """With no command: start the workstation (same as `tapedeck ui`)."""
-    ctx.obj = {"config": config, "profile": profile}
+    ctx.obj = {"config": config, "profile": profile, "live": live}
     if ctx.invoked_subcommand is None:
         ui(ctx)
 
@@ -129,7 +130,7 @@ def ui(
     if replay_from:
         overrides["replay"] = {"start": replay_from, "resume": False}
     settings = load(config, profile, overrides)
-    confirm_live(settings, confirmed=live)
+    confirm_live(settings, confirmed=live or bool((ctx.obj or {}).get("live")))
     import asyncio
 
     code = asyncio.run(_run_workstation(settings))

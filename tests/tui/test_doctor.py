@@ -94,8 +94,8 @@ def test_config_show_redacts_the_keys(isolated_environment: Path, fake: FakeAlpa
 def test_live_needs_confirmation_off_a_terminal(isolated_environment: Path,
                                                 fake: FakeAlpaca) -> None:
     write_config(isolated_environment, alpaca_config(fake, live=True))
-    for command in ("ui", "daemon"):
-        result = run(command)
+    for command in ([], ["ui"], ["daemon"]):
+        result = run(*command)
         assert result.exit_code == 2
         assert "LIVE Alpaca account" in result.stderr
         assert "--live" in result.stderr
