@@ -155,6 +155,11 @@ async def _ticket_open(pilot: Pilot[object]) -> None:
     await settle(pilot)
     await pilot.press("b")
     await pilot.pause(0.3)
+    # A steady cursor: a blinking one is caught on or off depending on how busy the
+    # machine is (a clean-clone run under load caught it off).
+    for field in pilot.app.screen.query(Input):
+        field.cursor_blink = False
+    await pilot.pause()
 
 
 def test_snapshot_order_ticket(snap_compare: Any, make_app: Callable[..., TapedeckApp]
